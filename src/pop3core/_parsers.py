@@ -1,0 +1,197 @@
+"""Pure helpers for clients: turn reply texts and bodies into typed results.
+
+Every function takes the bytes the engine delivered (a status line's text, or a
+multi-line body already unstuffed, without its terminator) and raises
+`RemoteProtocolError` when the server sent something malformed. RFC 1939 allows
+free text after the numbers of STAT and of scan listings; it is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import NamedTuple
+
+from ._util import RemoteProtocolError
+
+__all__ = [
+    "MaildropStat",
+    "ScanListing",
+    "UniqueIdListing",
+    "apop_digest",
+    "find_apop_timestamp",
+    "parse_auth_listing",
+    "parse_lang_listing",
+    "parse_list",
+    "parse_list_line",
+    "parse_stat",
+    "parse_uidl",
+    "parse_uidl_line",
+]
+
+
+class MaildropStat(NamedTuple):
+    """The reply to ``STAT``: messages not marked deleted, and their total octets."""
+
+    messages: int
+    octets: int
+
+
+class ScanListing(NamedTuple):
+    """The reply to ``LIST n``."""
+
+    number: int
+    size: int
+
+
+class UniqueIdListing(NamedTuple):
+    """The reply to ``UIDL n``."""
+
+    number: int
+    uid: str
+
+
+def find_apop_timestamp(line: bytes) -> bytes | None:
+    """Return the first ``<...@...>`` in a greeting line, brackets included.
+
+    This is the choice curl and Thunderbird make. It runs in linear time whatever
+    the input (poplib's first regex did not: CVE-2018-1060): each ``<`` and ``>``
+    is looked at a bounded number of times.
+    """
+    start = line.find(b"<")
+    while start >= 0:
+        end = line.find(b">", start + 1)
+        if end < 0:
+            return None
+        # The nearest "<" before this ">" opens the only candidate ending here.
+        start = line.rfind(b"<", start, end)
+        if line.find(b"@", start + 1, end) >= 0:
+            return line[start : end + 1]
+        start = line.find(b"<", end + 1)
+    return None
+
+
+def apop_digest(timestamp: bytes, secret: str | bytes) -> str:
+    """The APOP digest: MD5 of the timestamp followed by the shared secret, in hex.
+
+    ``timestamp`` includes its angle brackets; a ``str`` secret is encoded as UTF-8.
+    """
+    if isinstance(secret, str):
+        secret = secret.encode("utf-8")
+    return hashlib.md5(timestamp + secret, usedforsecurity=False).hexdigest()
+
+
+def _decimal(token: bytes, what: str, *, minimum: int) -> int:
+    if not token.isdigit():
+        raise RemoteProtocolError(f"{what} is not a decimal number: {token[:40]!r}")
+    value = int(token)
+    if value < minimum:
+        raise RemoteProtocolError(f"{what} out of range: {value}")
+    return value
+
+
+def parse_stat(text: bytes) -> MaildropStat:
+    """Parse the text of a ``+OK`` to ``STAT`` (``b"2 320"``, maybe more text after)."""
+    parts = text.split(None, 2)
+    if len(parts) < 2:
+        raise RemoteProtocolError(f"malformed STAT reply: {text[:80]!r}")
+    return MaildropStat(
+        _decimal(parts[0], "STAT message count", minimum=0),
+        _decimal(parts[1], "STAT maildrop size", minimum=0),
+    )
+
+
+def parse_list_line(text: bytes) -> ScanListing:
+    """Parse one scan listing, ``b"1 120"``: the ``+OK`` text of ``LIST n`` or a body line."""
+    parts = text.split(None, 2)
+    if len(parts) < 2:
+        raise RemoteProtocolError(f"malformed scan listing: {text[:80]!r}")
+    return ScanListing(
+        _decimal(parts[0], "message number", minimum=1),
+        _decimal(parts[1], "message size", minimum=0),
+    )
+
+
+def parse_uidl_line(text: bytes) -> UniqueIdListing:
+    """Parse one unique-id listing, ``b"1 whqtswO00WBw418f9t5JxYwZ"``.
+
+    RFC 1939 limits a unique id to 1-70 characters in 0x21-0x7E; longer ones are
+    accepted, since real servers send them. Octets outside ASCII come back as
+    lone surrogates, so ``uid.encode("ascii", "surrogateescape")`` gives the bytes.
+    """
+    parts = text.split(None, 2)
+    if len(parts) < 2:
+        raise RemoteProtocolError(f"malformed unique-id listing: {text[:80]!r}")
+    return UniqueIdListing(
+        _decimal(parts[0], "message number", minimum=1),
+        parts[1].decode("ascii", "surrogateescape"),
+    )
+
+
+def _body_lines(body: bytes) -> list[bytes]:
+    lines = body.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    return [line[:-1] if line[-1:] == b"\r" else line for line in lines]
+
+
+def _check_unique(numbers: list[int], count: int) -> None:
+    if count != len(numbers):
+        raise RemoteProtocolError("the listing names a message number twice")
+
+
+def parse_list(body: bytes) -> dict[int, int]:
+    """Parse the body of ``LIST`` into ``{message number: size}``, in server order."""
+    tokens = body.split()
+    # Fast path: every line is exactly "number size" (what every server sends).
+    if len(tokens) == 2 * body.count(b"\n") and b"".join(tokens).isdigit():
+        numbers = list(map(int, tokens[0::2]))
+        result = dict(zip(numbers, map(int, tokens[1::2]), strict=True))
+        if numbers and min(numbers) < 1:
+            raise RemoteProtocolError("message number 0 in listing")
+        _check_unique(numbers, len(result))
+        return result
+    entries = [parse_list_line(line) for line in _body_lines(body) if line.strip()]
+    result = {entry.number: entry.size for entry in entries}
+    _check_unique([entry.number for entry in entries], len(result))
+    return result
+
+
+def parse_uidl(body: bytes) -> dict[int, str]:
+    """Parse the body of ``UIDL`` into ``{message number: unique id}``, in server order."""
+    tokens = body.split()
+    if len(tokens) == 2 * body.count(b"\n"):
+        number_tokens = tokens[0::2]
+        if b"".join(number_tokens).isdigit():
+            numbers = list(map(int, number_tokens))
+            uids = b"\n".join(tokens[1::2]).decode("ascii", "surrogateescape").split("\n")
+            result = dict(zip(numbers, uids, strict=True))
+            if numbers and min(numbers) < 1:
+                raise RemoteProtocolError("message number 0 in listing")
+            _check_unique(numbers, len(result))
+            return result
+    entries = [parse_uidl_line(line) for line in _body_lines(body) if line.strip()]
+    result = {entry.number: entry.uid for entry in entries}
+    _check_unique([entry.number for entry in entries], len(result))
+    return result
+
+
+def parse_lang_listing(body: bytes) -> list[tuple[str, str]]:
+    """Parse the body of ``LANG`` (RFC 6856) into ``[(tag, description)]``."""
+    result = []
+    for line in _body_lines(body):
+        if not line.strip():
+            continue
+        tag, _, description = line.strip().partition(b" ")
+        result.append(
+            (tag.decode("ascii", "replace"), description.strip().decode("utf-8", "replace"))
+        )
+    return result
+
+
+def parse_auth_listing(body: bytes) -> list[str]:
+    """Parse the body of a bare ``AUTH`` (the de facto mechanism list) into names."""
+    return [
+        token.decode("ascii", "replace").upper()
+        for line in _body_lines(body)
+        for token in line.split()
+    ]

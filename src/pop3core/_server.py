@@ -1,0 +1,844 @@
+"""`ServerSession`: a whole POP3 server session, minus the I/O and the storage.
+
+It wraps a server `Connection` and answers everything the protocol defines on its
+own: CAPA, STAT, LIST, UIDL, DELE, RSET, NOOP, LANG, UTF8, refusals of bad or
+misplaced commands, message numbering and deleted marks. It asks the
+application (through the events below) only for what it cannot know: whether
+credentials are right, the maildrop listing, message bytes, and the commit.
+
+Deletions reach the application only in an `UpdateRequest`, which is emitted
+only for QUIT in TRANSACTION: never on EOF, a protocol error or a timeout.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+from ._codes import AUTH, SYS_TEMP, UTF8, ResponseCode
+from ._connection import SERVER, Connection
+from ._dotstuff import Buffer
+from ._events import (
+    Apop,
+    Auth,
+    AuthCancel,
+    AuthChallenge,
+    AuthResponse,
+    BadCommand,
+    Capa,
+    ConnectionClosed,
+    Data,
+    Dele,
+    EndOfMultiline,
+    ErrResponse,
+    Event,
+    Greeting,
+    Lang,
+    List,
+    Noop,
+    OkResponse,
+    Pass,
+    Quit,
+    Retr,
+    Rset,
+    Stat,
+    Stls,
+    Top,
+    Uidl,
+    User,
+    Utf8,
+)
+from ._message import TopCutter
+from ._parsers import apop_digest
+from ._sasl._base import (
+    AuthenticationFailed,
+    Challenge,
+    ExternalCheck,
+    PasswordCheck,
+    ScramKeysRequest,
+    SecretRequest,
+    ServerMechanism,
+    ServerStep,
+    TokenCheck,
+)
+from ._state import State
+from ._util import (
+    NEED_DATA,
+    PAUSED,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    Sentinel,
+)
+
+__all__ = [
+    "MaildropRequest",
+    "MessageInfo",
+    "MessageRequest",
+    "ServerOptions",
+    "ServerSession",
+    "SessionEnded",
+    "StartTLS",
+    "UpdateRequest",
+    "make_apop_timestamp",
+]
+
+_UID_CHARS = frozenset(range(0x21, 0x7F))
+# LIST/UIDL bodies go out in pieces of about this size.
+_LISTING_CHUNK = 64 * 1024
+
+
+class MessageInfo(NamedTuple):
+    """One message of a maildrop, as the application describes it at login.
+
+    ``size`` is the exact number of octets RETR will send before stuffing (see
+    `wire_size`); ``uid`` is the unique id (1-70 characters, 0x21-0x7E).
+    ``needs_utf8`` marks a message with raw UTF-8 headers: without UTF8 mode,
+    RETR, TOP and LIST of it get ``-ERR [UTF8]`` (RFC 6856 section 2).
+    """
+
+    size: int
+    uid: str
+    needs_utf8: bool = False
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """What a server offers. The defaults are the safe ones.
+
+    * ``tls_available``: the adapter can start TLS (offer STLS).
+    * ``allow_cleartext``: accept USER/PASS and cleartext SASL mechanisms without
+      TLS (RFC 2595 section 2.4 requires that this can be refused; use it only on
+      loopback or trusted networks).
+    * ``apop``: put a timestamp in the greeting and accept APOP.
+    * ``mechanisms``: the SASL mechanisms, server side, in the order offered.
+    """
+
+    greeting: str = "POP3 server ready"
+    hostname: str = "localhost"
+    tls_available: bool = False
+    allow_cleartext: bool = False
+    apop: bool = False
+    mechanisms: Sequence[ServerMechanism] = ()
+    implementation: str | None = None
+    login_delay: int | None = None
+    expire: int | Literal["NEVER"] | None = None
+    utf8: bool = True
+    languages: Sequence[tuple[str, str]] = (("en", "English"),)
+    max_bad_commands: int = 10
+    max_login_failures: int = 3
+    max_line_length: int = 255
+    max_sasl_line_length: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        names = [mechanism.name for mechanism in self.mechanisms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a SASL mechanism is listed twice: {names}")
+
+
+# ------------------------------------------------------------ application events
+
+
+@dataclass(frozen=True, slots=True)
+class MaildropRequest:
+    """The user is authenticated: open and lock the maildrop.
+
+    Answer with `ServerSession.maildrop_opened` (the listing) or
+    `ServerSession.maildrop_failed` (for example ``IN_USE`` when it is locked).
+    """
+
+    username: str
+    mechanism: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRequest:
+    """Send message `number` (1-based; `index` is 0-based into the listing).
+
+    Feed its bytes, CRLF-normalised, to `ServerSession.send_message` in chunks
+    and finish with `ServerSession.end_message`; or refuse with
+    `ServerSession.message_failed` before the first chunk. ``top_lines`` is None
+    for RETR and TOP's line count otherwise (the session makes the cut).
+    """
+
+    number: int
+    index: int
+    uid: str
+    size: int
+    top_lines: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateRequest:
+    """QUIT in TRANSACTION: remove the messages at these 0-based `indexes`.
+
+    Answer with `ServerSession.update_done`. This is the only way deletions reach
+    the application; ``indexes`` may be empty (the session ended cleanly).
+    """
+
+    indexes: tuple[int, ...]
+    uids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StartTLS:
+    """``+OK`` to STLS is queued: after writing it, start TLS as the server and call
+    `ServerSession.tls_established`."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnded:
+    """The session is over: write what is queued, then close the connection.
+
+    ``error`` is set when the client broke the protocol (a line too long, too
+    many bad commands, STARTTLS injection, ...).
+    """
+
+    reason: str
+    error: ProtocolError | None = field(default=None, compare=False)
+
+
+AuthRequest = PasswordCheck | SecretRequest | ScramKeysRequest | TokenCheck | ExternalCheck
+SessionEvent = (
+    AuthRequest | MaildropRequest | MessageRequest | UpdateRequest | StartTLS | SessionEnded
+)
+
+
+def make_apop_timestamp(hostname: str = "localhost") -> bytes:
+    """A fresh RFC 1939 timestamp, ``<random.time@hostname>``, different every call."""
+    return b"<%s.%d@%s>" % (
+        secrets.token_hex(8).encode("ascii"),
+        time.time_ns() // 1000,
+        hostname.encode("idna"),
+    )
+
+
+# ------------------------------------------------------------ built-in logins
+
+
+class _UserPass(ServerMechanism):
+    name = "USER"
+    cleartext = True
+
+    def __init__(self, username: str, password: str) -> None:
+        self._username = username
+        self._password = password
+
+    def exchange(self, initial_response: bytes | None) -> Generator[ServerStep, Any, str]:
+        ok = yield PasswordCheck(self._username, self._password, "USER")
+        if not ok:
+            raise AuthenticationFailed("invalid user name or password")
+        return self._username
+
+
+class _Apop(ServerMechanism):
+    name = "APOP"
+
+    def __init__(self, username: str, digest: str, timestamp: bytes) -> None:
+        self._username = username
+        self._digest = digest
+        self._timestamp = timestamp
+
+    def exchange(self, initial_response: bytes | None) -> Generator[ServerStep, Any, str]:
+        secret = yield SecretRequest(self._username, "APOP")
+        if secret is None:
+            raise AuthenticationFailed("invalid user name or digest")
+        expected = apop_digest(self._timestamp, secret)
+        if not hmac.compare_digest(expected.encode(), self._digest.encode()):
+            raise AuthenticationFailed("invalid user name or digest")
+        return self._username
+
+
+# ------------------------------------------------------------ the session
+
+
+class ServerSession:
+    """One POP3 server session over one connection.
+
+    Feed received bytes to `receive_data`, call `next_event` until it returns
+    `NEED_DATA` (read more) or `PAUSED` (answer the last event first), and after
+    every call write out `data_to_send`. Events are the requests listed in this
+    module and the SASL requests; each has exactly one answering method.
+    """
+
+    def __init__(
+        self,
+        options: ServerOptions | None = None,
+        *,
+        tls_active: bool = False,
+        timestamp: bytes | None = None,
+    ) -> None:
+        self.options = options = options or ServerOptions()
+        self.conn = Connection(
+            SERVER,
+            tls_active=tls_active,
+            max_line_length=options.max_line_length,
+            max_sasl_line_length=options.max_sasl_line_length,
+            max_bad_commands=options.max_bad_commands,
+        )
+        self.username: str | None = None
+        self.login_failures = 0
+        self.timestamp = (
+            (timestamp or make_apop_timestamp(options.hostname)) if options.apop else None
+        )
+        self.language = options.languages[0][0] if options.languages else None
+        self._out: list[Buffer] = []
+        self._listing: list[MessageInfo] = []
+        self._deleted: set[int] = set()
+        self._count = 0  # messages not marked deleted
+        self._octets = 0  # and their octets
+        self._pending_user: str | None = None  # from USER, for PASS
+        self._mechanism: ServerMechanism | None = None
+        self._exchange: Generator[ServerStep, Any, str] | None = None
+        self._waiting: object | None = None  # the request the application must answer
+        self._report: SessionEvent | None = None  # an event next_event has yet to return
+        self._message: MessageRequest | None = None
+        self._message_started = False
+        self._cutter: TopCutter | None = None
+        self._ended: SessionEnded | None = None
+        self._ended_reported = False
+
+        text = options.greeting.encode("utf-8")
+        if self.timestamp is not None:
+            text += b" " + self.timestamp
+        self._send(Greeting(text))
+
+    # ----------------------------------------------------------- plumbing
+
+    @property
+    def state(self) -> State:
+        return self.conn.state
+
+    @property
+    def listing(self) -> Sequence[MessageInfo]:
+        """The maildrop as opened at login (deleted marks not applied)."""
+        return self._listing
+
+    @property
+    def deleted(self) -> frozenset[int]:
+        """The 0-based indexes of the messages marked deleted in this session."""
+        return frozenset(self._deleted)
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Bytes from the client; ``b""`` means it closed its side."""
+        self.conn.receive_data(data)
+
+    def data_to_send(self) -> list[Buffer]:
+        """Take the pieces queued for the client (bytes-like; write them in order)."""
+        out, self._out = self._out, []
+        return out
+
+    def bytes_to_send(self) -> bytes:
+        """`data_to_send`, joined."""
+        return b"".join(self.data_to_send())
+
+    def _send(self, event: Event) -> None:
+        self._out.extend(self.conn.send_with_data_passthrough(event))
+
+    def _ok(self, text: str | bytes = b"") -> None:
+        self._send(OkResponse(text))
+
+    def _err(self, text: str | bytes, code: ResponseCode | None = None) -> None:
+        self._send(ErrResponse(text, code))
+
+    def _end(self, reason: str, error: ProtocolError | None = None) -> SessionEnded:
+        self._ended = SessionEnded(reason, error)
+        return self._ended
+
+    # ----------------------------------------------------------- events
+
+    def next_event(self) -> SessionEvent | Literal[Sentinel.NEED_DATA, Sentinel.PAUSED]:
+        """Run the protocol until the application must act; return what it must do."""
+        if self._ended is not None:
+            if self._ended_reported:
+                return PAUSED
+            self._ended_reported = True
+            return self._ended
+        if self._report is not None:
+            report, self._report = self._report, None
+            return report
+        if self._waiting is not None:
+            return PAUSED
+        while True:
+            try:
+                event = self.conn.next_event()
+            except ProtocolError as exc:
+                if exc.event_hint is not None:
+                    self._send(exc.event_hint)
+                self._ended_reported = True
+                return self._end(str(exc), exc)
+            if event is NEED_DATA or event is PAUSED:
+                return event
+            result = self._dispatch(event)
+            if result is not None:
+                if type(result) is SessionEnded:
+                    self._ended_reported = True
+                else:
+                    self._waiting = result
+                return result
+
+    def _dispatch(self, event: Event) -> SessionEvent | None:
+        kind = type(event)
+        if kind is BadCommand:
+            assert isinstance(event, BadCommand)
+            self._send(event.hint)
+            if event.keyword == "AUTH" and self._exchange is not None:
+                self._exchange.close()  # an invalid SASL line ends the exchange
+                self._exchange = None
+            return None
+        if kind is ConnectionClosed:
+            return self._end("connection closed by the client")
+        if kind is AuthResponse:
+            assert isinstance(event, AuthResponse)
+            return self._advance_login(event.data)
+        if kind is AuthCancel:
+            if self._exchange is not None:
+                self._exchange.close()
+                self._exchange = None
+            self._err("authentication cancelled")
+            return None
+        handler: Callable[[ServerSession, Event], SessionEvent | None] = _HANDLERS[kind]
+        return handler(self, event)
+
+    # ----------------------------------------------------------- AUTHORIZATION
+
+    def _cleartext_ok(self) -> bool:
+        return self.options.allow_cleartext or self.conn.tls_active
+
+    def _on_capa(self, event: Event) -> None:
+        lines = self.capabilities()
+        self._ok("capability list follows")
+        self._send(Data("".join(line + "\r\n" for line in lines).encode("ascii")))
+        self._send(EndOfMultiline())
+
+    def capabilities(self) -> list[str]:
+        """The CAPA lines for the current state (RFC 2449, 2595, 3206, 5034, 6856)."""
+        options = self.options
+        state = self.conn.state
+        lines = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
+        if self._cleartext_ok():
+            lines.append("USER")
+        mechanisms = self._offered_mechanisms()
+        if mechanisms:
+            lines.append("SASL " + " ".join(mechanisms))
+        if (
+            state is State.AUTHORIZATION
+            and options.tls_available
+            and not self.conn.tls_active
+            and not self.conn.utf8_active
+        ):
+            lines.append("STLS")
+        if options.login_delay is not None:
+            lines.append(f"LOGIN-DELAY {options.login_delay}")
+        if options.expire is not None:
+            lines.append(f"EXPIRE {options.expire}")
+        if options.utf8:
+            lines.append("UTF8 USER")
+        if options.languages:
+            lines.append("LANG")
+        if state is State.TRANSACTION and options.implementation:
+            lines.append(f"IMPLEMENTATION {options.implementation}")
+        return lines
+
+    def _offered_mechanisms(self) -> list[str]:
+        cleartext_ok = self._cleartext_ok()
+        return [m.name for m in self.options.mechanisms if cleartext_ok or not m.cleartext]
+
+    def _on_stls(self, event: Event) -> SessionEvent | None:
+        if not self.options.tls_available:
+            self._err("STLS is not available")
+            return None
+        if self.conn.trailing_data[0]:
+            # Commands pipelined after STLS would run as if they came over TLS.
+            self._err("nothing may follow STLS before the TLS handshake")
+            return self._end(
+                "data after STLS (STARTTLS injection)",
+                RemoteProtocolError("data arrived after STLS, before TLS (STARTTLS injection)"),
+            )
+        self._ok("begin TLS negotiation")
+        return StartTLS()
+
+    def tls_established(self) -> None:
+        """The TLS handshake after STLS succeeded; the session starts afresh."""
+        if self._waiting is None or type(self._waiting) is not StartTLS:
+            raise LocalProtocolError("no STLS is in progress")
+        self._waiting = None
+        try:
+            self.conn.tls_established()
+        except RemoteProtocolError as exc:
+            self._end(str(exc), exc)
+        self._pending_user = None
+
+    def _on_user(self, event: Event) -> None:
+        assert isinstance(event, User)
+        if not self._cleartext_ok():
+            self._err("cleartext logins need TLS (use STLS)", AUTH)
+            return
+        self._pending_user = event.name
+        self._ok("send PASS")
+
+    def _on_pass(self, event: Event) -> SessionEvent | None:
+        assert isinstance(event, Pass)
+        username, self._pending_user = self._pending_user, None
+        assert username is not None  # the state machine allows PASS only after USER
+        return self._start_login(_UserPass(username, event.password), None)
+
+    def _on_apop(self, event: Event) -> SessionEvent | None:
+        assert isinstance(event, Apop)
+        if self.timestamp is None:
+            self._err("APOP is not available")
+            return None
+        return self._start_login(_Apop(event.name, event.digest, self.timestamp), None)
+
+    def _on_auth(self, event: Event) -> SessionEvent | None:
+        assert isinstance(event, Auth)
+        offered = self._offered_mechanisms()
+        if event.mechanism is None:
+            self._ok("SASL mechanisms follow")
+            self._send(Data("".join(name + "\r\n" for name in offered).encode("ascii")))
+            self._send(EndOfMultiline())
+            return None
+        for mechanism in self.options.mechanisms:
+            if mechanism.name == event.mechanism and mechanism.name in offered:
+                return self._start_login(mechanism, event.initial_response)
+        if any(m.name == event.mechanism for m in self.options.mechanisms):
+            self._err("this mechanism needs TLS (use STLS)", AUTH)
+        else:
+            self._err("unsupported authentication mechanism")
+        return None
+
+    def _start_login(
+        self, mechanism: ServerMechanism, initial_response: bytes | None
+    ) -> SessionEvent | None:
+        self._mechanism = mechanism
+        self._exchange = mechanism.exchange(initial_response)
+        return self._advance_login(None)
+
+    def _advance_login(self, value: object) -> SessionEvent | None:
+        exchange = self._exchange
+        assert exchange is not None
+        assert self._mechanism is not None
+        try:
+            step = exchange.send(value)
+        except StopIteration as stop:
+            self._exchange = None
+            username = stop.value
+            if not isinstance(username, str) or not username:
+                raise LocalProtocolError("a mechanism must return the user name") from None
+            return MaildropRequest(username, self._mechanism.name)
+        except AuthenticationFailed as failure:
+            self._exchange = None
+            return self._login_failed(failure.text, failure.code)
+        if isinstance(step, Challenge):
+            self._send(AuthChallenge(step.data))
+            return None
+        return step
+
+    def _login_failed(self, text: str, code: ResponseCode | None) -> SessionEvent | None:
+        self._err(text, code)
+        if code == AUTH:
+            self.login_failures += 1
+            if self.login_failures >= self.options.max_login_failures:
+                return self._end("too many failed logins")
+        return None
+
+    def _answer(self, kinds: tuple[type, ...], value: object) -> None:
+        waiting = self._waiting
+        if waiting is None or type(waiting) not in kinds:
+            names = " or ".join(kind.__name__ for kind in kinds)
+            raise LocalProtocolError(f"no {names} is waiting for an answer")
+        self._waiting = None
+        result = self._advance_login(value)
+        if result is not None and type(result) is not SessionEnded:
+            self._waiting = self._report = result
+
+    def password_checked(self, ok: bool) -> None:
+        """Answer a `PasswordCheck`."""
+        self._answer((PasswordCheck,), bool(ok))
+
+    def secret_provided(self, secret: str | bytes | None) -> None:
+        """Answer a `SecretRequest` with the user's secret, or None if there is none."""
+        self._answer((SecretRequest,), secret)
+
+    def scram_keys_provided(self, keys: object | None) -> None:
+        """Answer a `ScramKeysRequest` with the user's stored keys, or None."""
+        self._answer((ScramKeysRequest,), keys)
+
+    def token_checked(self, result: bool | dict[str, Any]) -> None:
+        """Answer a `TokenCheck`: True, False, or a JSON error object (a refusal)."""
+        self._answer((TokenCheck,), result)
+
+    def external_checked(self, username: str | None) -> None:
+        """Answer an `ExternalCheck` with the user name, or None to refuse."""
+        self._answer((ExternalCheck,), username)
+
+    def backend_failed(self, text: str = "temporary authentication failure") -> None:
+        """Answer any authentication request with ``-ERR [SYS/TEMP]`` (a backend fault)."""
+        waiting = self._waiting
+        if not isinstance(
+            waiting, (PasswordCheck, SecretRequest, ScramKeysRequest, TokenCheck, ExternalCheck)
+        ):
+            raise LocalProtocolError("no authentication request is waiting for an answer")
+        self._waiting = None
+        if self._exchange is not None:
+            self._exchange.close()
+            self._exchange = None
+        self._err(text, SYS_TEMP)
+
+    def maildrop_opened(self, listing: Iterable[MessageInfo]) -> None:
+        """Answer a `MaildropRequest`: the session enters TRANSACTION."""
+        waiting = self._waiting
+        if type(waiting) is not MaildropRequest:
+            raise LocalProtocolError("no MaildropRequest is waiting for an answer")
+        entries = [MessageInfo(*entry) for entry in listing]
+        for entry in entries:
+            if entry.size < 0:
+                raise LocalProtocolError(f"negative message size in listing: {entry}")
+            uid = entry.uid.encode("ascii", "surrogateescape")
+            if not 1 <= len(uid) <= 70 or not _UID_CHARS.issuperset(uid):
+                raise LocalProtocolError(f"invalid unique id in listing: {entry.uid!r}")
+        self._waiting = None
+        self.username = waiting.username
+        self._listing = entries
+        self._deleted = set()
+        self._count = len(entries)
+        self._octets = sum(entry.size for entry in entries)
+        self._ok(f"{waiting.username} has {self._count} messages ({self._octets} octets)")
+
+    def maildrop_failed(
+        self, text: str = "cannot open the maildrop", code: ResponseCode | None = SYS_TEMP
+    ) -> None:
+        """Answer a `MaildropRequest` with ``-ERR`` (e.g. ``code=IN_USE`` when locked)."""
+        if type(self._waiting) is not MaildropRequest:
+            raise LocalProtocolError("no MaildropRequest is waiting for an answer")
+        self._waiting = None
+        self._err(text, code)
+
+    def _on_utf8(self, event: Event) -> None:
+        if not self.options.utf8:
+            self._err("UTF8 is not supported")
+            return
+        self._ok("UTF8 enabled")
+
+    def _on_lang(self, event: Event) -> None:
+        assert isinstance(event, Lang)
+        languages = self.options.languages
+        if not languages:
+            self._err("LANG is not supported")
+            return
+        if event.tag is None:
+            self._ok("language listing follows")
+            body = "".join(f"{tag} {description}\r\n" for tag, description in languages)
+            self._send(Data(body.encode("utf-8")))
+            self._send(EndOfMultiline())
+            return
+        tag = _match_language(event.tag, languages)
+        if tag is None:
+            self._err("language not available")
+            return
+        self.language = tag
+        self._ok(f"{tag} language selected")
+
+    def _on_quit(self, event: Event) -> SessionEvent | None:
+        if self.conn.state is State.UPDATE:
+            indexes = tuple(sorted(self._deleted))
+            return UpdateRequest(indexes, tuple(self._listing[i].uid for i in indexes))
+        self._ok("bye")
+        return self._end("QUIT")
+
+    def update_done(self, removed: bool = True, text: str | None = None) -> None:
+        """Answer an `UpdateRequest`: were all the marked messages removed?"""
+        if type(self._waiting) is not UpdateRequest:
+            raise LocalProtocolError("no UpdateRequest is waiting for an answer")
+        self._waiting = None
+        if removed:
+            self._ok(text or "bye")
+        else:
+            self._err(text or "some deleted messages were not removed", SYS_TEMP)
+        self._ended = SessionEnded("QUIT")
+
+    # ----------------------------------------------------------- TRANSACTION
+
+    def _message_index(self, number: int) -> int | None:
+        """The 0-based index of message `number`, or None after answering -ERR."""
+        index = number - 1
+        if index >= len(self._listing):
+            self._err(f"no message {number}")
+            return None
+        if index in self._deleted:
+            self._err(f"message {number} is deleted")
+            return None
+        return index
+
+    def _needs_utf8(self, index: int) -> bool:
+        if self._listing[index].needs_utf8 and not self.conn.utf8_active:
+            self._err("this message needs UTF8 mode", UTF8)
+            return True
+        return False
+
+    def _on_stat(self, event: Event) -> None:
+        self._ok(f"{self._count} {self._octets}")
+
+    def _on_list(self, event: Event) -> None:
+        assert isinstance(event, List)
+        if event.which is not None:
+            index = self._message_index(event.which)
+            if index is not None and not self._needs_utf8(index):
+                self._ok(f"{event.which} {self._listing[index].size}")
+            return
+        self._ok(f"{self._count} messages ({self._octets} octets)")
+        self._send_listing(lambda number, info: b"%d %d\r\n" % (number, info.size))
+
+    def _on_uidl(self, event: Event) -> None:
+        assert isinstance(event, Uidl)
+        if event.which is not None:
+            index = self._message_index(event.which)
+            if index is not None:
+                self._ok(f"{event.which} {self._listing[index].uid}")
+            return
+        self._ok("unique-id listing follows")
+        self._send_listing(
+            lambda number, info: (
+                b"%d %s\r\n" % (number, info.uid.encode("ascii", "surrogateescape"))
+            )
+        )
+
+    def _send_listing(self, line: Callable[[int, MessageInfo], bytes]) -> None:
+        deleted = self._deleted
+        batch: list[bytes] = []
+        size = 0
+        for index, info in enumerate(self._listing):
+            if index in deleted:
+                continue
+            entry = line(index + 1, info)
+            batch.append(entry)
+            size += len(entry)
+            if size >= _LISTING_CHUNK:
+                self._send(Data(b"".join(batch)))
+                batch, size = [], 0
+        if batch:
+            self._send(Data(b"".join(batch)))
+        self._send(EndOfMultiline())
+
+    def _on_dele(self, event: Event) -> None:
+        assert isinstance(event, Dele)
+        index = self._message_index(event.which)
+        if index is None:
+            return
+        self._deleted.add(index)
+        self._count -= 1
+        self._octets -= self._listing[index].size
+        self._ok(f"message {event.which} deleted")
+
+    def _on_rset(self, event: Event) -> None:
+        self._deleted.clear()
+        self._count = len(self._listing)
+        self._octets = sum(entry.size for entry in self._listing)
+        self._ok(f"maildrop has {self._count} messages ({self._octets} octets)")
+
+    def _on_noop(self, event: Event) -> None:
+        self._ok()
+
+    def _on_retr(self, event: Event) -> SessionEvent | None:
+        assert isinstance(event, (Retr, Top))
+        index = self._message_index(event.which)
+        if index is None or self._needs_utf8(index):
+            return None
+        info = self._listing[index]
+        top = event.lines if isinstance(event, Top) else None
+        self._message = MessageRequest(event.which, index, info.uid, info.size, top)
+        self._message_started = False
+        self._cutter = None if top is None else TopCutter(top)
+        return self._message
+
+    def send_message(self, chunk: bytes | bytearray | memoryview) -> bool:
+        """Send the next chunk of the requested message (CRLF-normalised bytes).
+
+        Returns False once no more is needed (TOP's cut is complete); the rest
+        of the message may then be skipped. Call `end_message` in any case.
+        """
+        if type(self._waiting) is not MessageRequest:
+            raise LocalProtocolError("no MessageRequest is being answered")
+        if not self._message_started:
+            self._start_message()
+        cutter = self._cutter
+        if cutter is None:
+            if chunk:
+                self._send(Data(chunk))
+            return True
+        if cutter.done:
+            return False
+        part = cutter.feed(bytes(chunk) if type(chunk) is memoryview else chunk)
+        if part:
+            self._send(Data(part))
+        return not cutter.done
+
+    def _start_message(self) -> None:
+        message = self._message
+        assert message is not None
+        self._message_started = True
+        if message.top_lines is None:
+            self._ok(f"{message.size} octets")
+        else:
+            self._ok("top of message follows")
+
+    def end_message(self) -> None:
+        """Finish the message started with `send_message` (or an empty one)."""
+        if type(self._waiting) is not MessageRequest:
+            raise LocalProtocolError("no MessageRequest is being answered")
+        if not self._message_started:
+            self._start_message()
+        self._send(EndOfMultiline())
+        self._waiting = self._message = self._cutter = None
+
+    def message_failed(
+        self, text: str = "cannot read the message", code: ResponseCode | None = SYS_TEMP
+    ) -> None:
+        """Refuse the requested message with ``-ERR``; only before any chunk was sent.
+
+        Once a message has started there is no way to signal an error in-band:
+        close the connection instead (the session then ends without UPDATE).
+        """
+        if type(self._waiting) is not MessageRequest:
+            raise LocalProtocolError("no MessageRequest is being answered")
+        if self._message_started:
+            raise LocalProtocolError("the message has started; close the connection instead")
+        self._waiting = self._message = self._cutter = None
+        self._err(text, code)
+
+
+def _match_language(wanted: str, languages: Sequence[tuple[str, str]]) -> str | None:
+    """Basic filtering (RFC 4647 section 3.3.1) of `wanted` against the offered tags."""
+    if wanted == "*":
+        return languages[0][0]
+    wanted = wanted.lower()
+    for tag, _ in languages:
+        low = tag.lower()
+        if low == wanted or low.startswith(wanted + "-") or wanted.startswith(low + "-"):
+            return tag
+    return None
+
+
+_HANDLERS: dict[type, Any] = {
+    Capa: ServerSession._on_capa,
+    Stls: ServerSession._on_stls,
+    User: ServerSession._on_user,
+    Pass: ServerSession._on_pass,
+    Apop: ServerSession._on_apop,
+    Auth: ServerSession._on_auth,
+    Utf8: ServerSession._on_utf8,
+    Lang: ServerSession._on_lang,
+    Quit: ServerSession._on_quit,
+    Stat: ServerSession._on_stat,
+    List: ServerSession._on_list,
+    Uidl: ServerSession._on_uidl,
+    Dele: ServerSession._on_dele,
+    Rset: ServerSession._on_rset,
+    Noop: ServerSession._on_noop,
+    Retr: ServerSession._on_retr,
+    Top: ServerSession._on_retr,
+}
