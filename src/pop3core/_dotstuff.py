@@ -185,6 +185,8 @@ class BodyEncoder:
             data = data.tobytes()
         tail = self._tail
         self._tail = (tail + bytes(data[-2:]))[-2:]
+        if data.find(b".") < 0:
+            return [data]  # no dot at all (memchr): nothing to stuff, no copy
         view = memoryview(data)
         pieces: list[Buffer] = []
         start = 0
