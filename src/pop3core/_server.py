@@ -87,7 +87,6 @@ __all__ = [
     "make_apop_timestamp",
 ]
 
-_UID_CHARS = frozenset(range(0x21, 0x7F))
 # LIST/UIDL bodies go out in pieces of about this size.
 _LISTING_CHUNK = 64 * 1024
 
@@ -598,8 +597,9 @@ class ServerSession:
         for entry in entries:
             if entry.size < 0:
                 raise LocalProtocolError(f"negative message size in listing: {entry}")
-            uid = entry.uid.encode("ascii", "surrogateescape")
-            if not 1 <= len(uid) <= 70 or not _UID_CHARS.issuperset(uid):
+            uid = entry.uid
+            # 1-70 characters in 0x21-0x7E (RFC 1939 section 7)
+            if not (1 <= len(uid) <= 70 and uid.isascii() and uid.isprintable()) or " " in uid:
                 raise LocalProtocolError(f"invalid unique id in listing: {entry.uid!r}")
         self._waiting = None
         self.username = waiting.username

@@ -1,0 +1,665 @@
+"""ServerSession: whole sessions against a real client Connection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+import pop3core as p
+from tests.helpers import SPLITS, Split, drain, feed
+
+RFC_TIMESTAMP = b"<1896.697170952@dbc.mtview.ca.us>"
+
+MESSAGES = [
+    b"Subject: one\r\nFrom: a@example.org\r\n\r\n.dot first body line\r\nline 2\r\nline 3\r\n",
+    b".leading dot, no headers\r\nsecond\r\n",
+    b"Subject: three\r\n\r\n",
+]
+
+
+class App:
+    """A scripted application: answers the session's requests from dictionaries."""
+
+    def __init__(
+        self,
+        session: p.ServerSession,
+        *,
+        users: dict[str, str] | None = None,
+        messages: Sequence[bytes] = MESSAGES,
+        utf8_flags: Sequence[bool] | None = None,
+        chunk: int = 7,
+    ) -> None:
+        self.session = session
+        self.users = {"alice": "secret"} if users is None else users
+        self.messages = [p.normalize_newlines(m) for m in messages]
+        self.utf8_flags = utf8_flags or [False] * len(self.messages)
+        self.chunk = chunk
+        self.events: list[Any] = []
+        self.manual: set[type] = set()  # request types the test answers itself
+
+    def pump(self) -> Any:
+        """Run the session until it needs data; return the first manual request, if any."""
+        session = self.session
+        while True:
+            event = session.next_event()
+            if event is p.NEED_DATA or event is p.PAUSED:
+                return None
+            self.events.append(event)
+            kind = type(event)
+            if kind in self.manual:
+                return event
+            if kind is p.PasswordCheck:
+                session.password_checked(self.users.get(event.username) == event.password)
+            elif kind is p.SecretRequest:
+                session.secret_provided(self.users.get(event.username))
+            elif kind is p.MaildropRequest:
+                session.maildrop_opened(
+                    p.MessageInfo(len(m), f"uid-{i}", flag)
+                    for i, (m, flag) in enumerate(zip(self.messages, self.utf8_flags, strict=True))
+                )
+            elif kind is p.MessageRequest:
+                data = self.messages[event.index]
+                for i in range(0, len(data), self.chunk):
+                    if not session.send_message(data[i : i + self.chunk]):
+                        break
+                session.end_message()
+            elif kind is p.UpdateRequest:
+                session.update_done()
+            elif kind is p.SessionEnded:
+                return None
+            elif kind is p.StartTLS:
+                return event
+
+
+class Harness:
+    """A client Connection talking to a ServerSession run by an App."""
+
+    def __init__(
+        self, options: p.ServerOptions | None = None, split: Split = "whole", **app: Any
+    ) -> None:
+        self.session = p.ServerSession(
+            options or p.ServerOptions(allow_cleartext=True, apop=True),
+            timestamp=RFC_TIMESTAMP,
+        )
+        self.app = App(self.session, **app)
+        self.client = p.Connection(p.CLIENT)
+        self.split = split
+        self.received: list[p.Event] = []
+        self.greeting = self._to_client()
+
+    def _to_client(self) -> list[p.Event]:
+        data = self.session.bytes_to_send()
+        events = feed(self.client, data, self.split) if data else drain(self.client)
+        self.received.extend(events)
+        return events
+
+    def send(self, *commands: p.Event) -> list[p.Event]:
+        data = b"".join(self.client.send(c) for c in commands)
+        return self.send_raw(data)
+
+    def send_raw(self, data: bytes) -> list[p.Event]:
+        if self.split == "whole":
+            self.session.receive_data(data)
+            self.app.pump()
+        else:
+            for i in range(len(data)):
+                self.session.receive_data(data[i : i + 1])
+                self.app.pump()
+        return self._to_client()
+
+    def login(self) -> None:
+        events = self.send(p.User("alice"), p.Pass("secret"))
+        assert [type(e) for e in events] == [p.OkResponse, p.OkResponse]
+        assert self.client.state is p.State.TRANSACTION
+        assert self.session.state is p.State.TRANSACTION
+
+    def body(self, command: p.Command) -> bytes:
+        events = self.send(command)
+        assert type(events[0]) is p.OkResponse, events
+        assert type(events[-1]) is p.EndOfMultiline
+        return b"".join(bytes(e.data) for e in events if isinstance(e, p.Data))
+
+    def agree(self) -> None:
+        assert self.client.state is self.session.state
+        assert self.client.exchange is self.session.conn.exchange
+
+
+def kinds(events: Sequence[object]) -> list[type]:
+    return [type(e) for e in events]
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_full_session_with_update(split: Split) -> None:
+    h = Harness(split=split)
+    (greeting,) = h.greeting
+    assert isinstance(greeting, p.Greeting)
+    assert greeting.timestamp == RFC_TIMESTAMP
+    h.login()
+    stat = h.send(p.Stat())[0]
+    assert isinstance(stat, p.OkResponse)
+    sizes = [len(m) for m in h.app.messages]
+    assert p.parse_stat(stat.text) == (3, sum(sizes))
+    assert p.parse_list(h.body(p.List())) == {1: sizes[0], 2: sizes[1], 3: sizes[2]}
+    assert p.parse_uidl(h.body(p.Uidl())) == {1: "uid-0", 2: "uid-1", 3: "uid-2"}
+    single = h.send(p.List(2))[0]
+    assert isinstance(single, p.OkResponse)
+    assert p.parse_list_line(single.text) == (2, sizes[1])
+    assert h.body(p.Retr(1)) == h.app.messages[0]
+    assert h.body(p.Retr(2)) == h.app.messages[1]
+    assert h.body(p.Top(1, 0)) == b"Subject: one\r\nFrom: a@example.org\r\n\r\n"
+    assert h.body(p.Top(1, 2)) == h.app.messages[0].split(b"line 3")[0]
+    assert h.body(p.Top(2, 1)) == h.app.messages[1]  # no blank line: all headers
+
+    assert kinds(h.send(p.Dele(2))) == [p.OkResponse]
+    assert kinds(h.send(p.Dele(2))) == [p.ErrResponse]  # already deleted
+    assert kinds(h.send(p.Retr(2))) == [p.ErrResponse]
+    assert kinds(h.send(p.List(2))) == [p.ErrResponse]
+    assert kinds(h.send(p.Uidl(2))) == [p.ErrResponse]
+    assert kinds(h.send(p.Top(2, 0))) == [p.ErrResponse]
+    assert kinds(h.send(p.Retr(4))) == [p.ErrResponse]
+    assert p.parse_list(h.body(p.List())) == {1: sizes[0], 3: sizes[2]}
+    stat = h.send(p.Stat())[0]
+    assert isinstance(stat, p.OkResponse)
+    assert p.parse_stat(stat.text) == (2, sizes[0] + sizes[2])
+
+    assert kinds(h.send(p.Rset())) == [p.OkResponse]
+    assert p.parse_list(h.body(p.List())) == {1: sizes[0], 2: sizes[1], 3: sizes[2]}
+    h.send(p.Dele(1))
+    h.send(p.Dele(3))
+    assert kinds(h.send(p.Noop())) == [p.OkResponse]
+    assert not [e for e in h.app.events if type(e) is p.UpdateRequest]
+    events = h.send(p.Quit())
+    assert kinds(events) == [p.OkResponse, p.ConnectionClosed]
+    (update,) = [e for e in h.app.events if type(e) is p.UpdateRequest]
+    assert update == p.UpdateRequest((0, 2), ("uid-0", "uid-2"))
+    assert type(h.app.events[-1]) is p.SessionEnded
+    assert h.session.state is p.State.CLOSED
+    h.agree()
+
+
+def test_pipelined_commands_in_one_segment() -> None:
+    h = Harness()
+    events = h.send(p.User("alice"), p.Pass("secret"), p.Stat(), p.Retr(1), p.Retr(2), p.Quit())
+    assert kinds(events) == [
+        p.OkResponse,
+        p.OkResponse,
+        p.OkResponse,
+        p.OkResponse,
+        p.Data,
+        p.EndOfMultiline,
+        p.OkResponse,
+        p.Data,
+        p.EndOfMultiline,
+        p.OkResponse,
+        p.ConnectionClosed,
+    ]
+    assert [e for e in h.app.events if type(e) is p.UpdateRequest] == [p.UpdateRequest((), ())]
+
+
+def test_quit_in_authorization_never_updates() -> None:
+    h = Harness()
+    assert kinds(h.send(p.Quit())) == [p.OkResponse, p.ConnectionClosed]
+    assert not [e for e in h.app.events if type(e) is p.UpdateRequest]
+    assert h.app.events[-1] == p.SessionEnded("QUIT")
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_eof_mid_session_never_updates(split: Split) -> None:
+    h = Harness(split=split)
+    h.login()
+    h.send(p.Dele(1))
+    h.session.receive_data(b"")
+    h.app.pump()
+    assert not [e for e in h.app.events if type(e) is p.UpdateRequest]
+    ended = h.app.events[-1]
+    assert isinstance(ended, p.SessionEnded)
+    assert ended.error is None
+    assert h.session.next_event() is p.PAUSED  # reported once
+
+
+def test_protocol_error_mid_session_never_updates() -> None:
+    h = Harness()
+    h.login()
+    h.send(p.Dele(1))
+    h.session.receive_data(b"NOOP " + b"x" * 300 + b"\r\n")
+    h.app.pump()
+    assert h.session.bytes_to_send() == b"-ERR line too long\r\n"
+    ended = h.app.events[-1]
+    assert isinstance(ended, p.SessionEnded)
+    assert isinstance(ended.error, p.RemoteProtocolError)
+    assert not [e for e in h.app.events if type(e) is p.UpdateRequest]
+
+
+def test_eof_during_pipelined_quit_still_updates() -> None:
+    # The client sent QUIT, then closed its side before reading: QUIT was sent,
+    # so the session commits.
+    h = Harness()
+    h.login()
+    h.session.receive_data(b"DELE 1\r\nQUIT\r\n")
+    h.session.receive_data(b"")
+    h.app.pump()
+    assert [e for e in h.app.events if type(e) is p.UpdateRequest] == [
+        p.UpdateRequest((0,), ("uid-0",))
+    ]
+
+
+def test_failed_update_reports_sys_temp() -> None:
+    h = Harness()
+    h.app.manual.add(p.UpdateRequest)
+    h.login()
+    h.send(p.Dele(1))
+    h.session.receive_data(h.client.send(p.Quit()))
+    request = h.app.pump()
+    assert isinstance(request, p.UpdateRequest)
+    assert h.session.next_event() is p.PAUSED
+    h.session.update_done(False)
+    events = h._to_client()
+    err = events[0]
+    assert isinstance(err, p.ErrResponse)
+    assert err.code == p.SYS_TEMP
+    assert h.session.next_event() == p.SessionEnded("QUIT")
+
+
+def test_wrong_password_and_failure_budget() -> None:
+    h = Harness()
+    for attempt in range(3):
+        events = h.send(p.User("alice"), p.Pass("wrong"))
+        assert kinds(events)[:2] == [p.OkResponse, p.ErrResponse]
+        err = events[1]
+        assert isinstance(err, p.ErrResponse)
+        assert err.code == p.AUTH
+        if attempt < 2:
+            assert h.session.state is p.State.AUTHORIZATION
+    assert isinstance(h.app.events[-1], p.SessionEnded)
+    assert h.app.events[-1].reason == "too many failed logins"
+
+
+def test_unknown_user_is_indistinguishable() -> None:
+    h = Harness()
+    events = h.send(p.User("mallory"), p.Pass("secret"))
+    assert kinds(events) == [p.OkResponse, p.ErrResponse]  # USER never reveals users
+
+
+def test_cleartext_refused_without_tls() -> None:
+    h = Harness(p.ServerOptions())
+    (err,) = h.send(p.User("alice"))
+    assert isinstance(err, p.ErrResponse)
+    assert err.code == p.AUTH
+    caps = h.send(p.Capa())
+    assert "USER" not in p.parse_capa(b"".join(bytes(e.data) for e in caps if type(e) is p.Data))
+
+
+def test_apop_rfc1939_example() -> None:
+    h = Harness(users={"mrose": "tanstaaf"})
+    digest = p.apop_digest(RFC_TIMESTAMP, "tanstaaf")
+    assert digest == "c4c9334bac560ecc979e58001b3e22fb"
+    assert kinds(h.send(p.Apop("mrose", digest))) == [p.OkResponse]
+    assert h.session.username == "mrose"
+    assert h.client.state is p.State.TRANSACTION
+
+
+def test_apop_wrong_digest_and_unknown_user() -> None:
+    h = Harness(users={"mrose": "tanstaaf"})
+    for name, digest in [("mrose", "0" * 32), ("nobody", p.apop_digest(RFC_TIMESTAMP, "x"))]:
+        (err,) = h.send(p.Apop(name, digest))
+        assert isinstance(err, p.ErrResponse)
+        assert err.code == p.AUTH
+
+
+def test_apop_unavailable_without_timestamp() -> None:
+    h = Harness(p.ServerOptions(allow_cleartext=True))
+    (greeting,) = h.greeting
+    assert isinstance(greeting, p.Greeting)
+    assert greeting.timestamp is None
+    (err,) = h.send(p.Apop("alice", "0" * 32))
+    assert isinstance(err, p.ErrResponse)
+
+
+def test_maildrop_in_use_then_retry() -> None:
+    h = Harness()
+    h.app.manual.add(p.MaildropRequest)
+    h.session.receive_data(h.client.send(p.User("alice")) + h.client.send(p.Pass("secret")))
+    request = h.app.pump()
+    assert request == p.MaildropRequest("alice", "USER")
+    h.session.maildrop_failed("mailbox locked", p.IN_USE)
+    events = h._to_client()
+    err = events[-1]
+    assert isinstance(err, p.ErrResponse)
+    assert err.code == p.IN_USE
+    assert h.session.state is p.State.AUTHORIZATION
+    h.app.manual.clear()
+    h.login()
+
+
+def test_backend_failure_is_sys_temp() -> None:
+    h = Harness()
+    h.app.manual.add(p.PasswordCheck)
+    h.session.receive_data(h.client.send(p.User("alice")) + h.client.send(p.Pass("secret")))
+    check = h.app.pump()
+    assert isinstance(check, p.PasswordCheck)
+    assert check.password == "secret"
+    assert "secret" not in repr(check)
+    h.session.backend_failed()
+    err = h._to_client()[-1]
+    assert isinstance(err, p.ErrResponse)
+    assert err.code == p.SYS_TEMP
+    assert h.session.login_failures == 0
+
+
+def test_password_keeps_spaces() -> None:
+    h = Harness(users={"bob": " two  spaces "})
+    assert kinds(h.send(p.User("bob"), p.Pass(" two  spaces "))) == [p.OkResponse] * 2
+
+
+def test_answering_without_a_request_is_refused() -> None:
+    h = Harness()
+    for call in (
+        lambda: h.session.password_checked(True),
+        lambda: h.session.secret_provided("x"),
+        lambda: h.session.maildrop_opened([]),
+        h.session.maildrop_failed,
+        lambda: h.session.send_message(b"x"),
+        h.session.end_message,
+        h.session.message_failed,
+        h.session.update_done,
+        h.session.tls_established,
+        h.session.backend_failed,
+    ):
+        with pytest.raises(p.LocalProtocolError):
+            call()
+
+
+@pytest.mark.parametrize(
+    ("uid", "size"), [("", 1), ("x" * 71, 1), ("has space", 1), ("ok", -1), ("é", 1)]
+)
+def test_invalid_listing_is_refused(uid: str, size: int) -> None:
+    h = Harness()
+    h.app.manual.add(p.MaildropRequest)
+    h.session.receive_data(b"USER alice\r\nPASS secret\r\n")
+    h.app.pump()
+    with pytest.raises(p.LocalProtocolError):
+        h.session.maildrop_opened([p.MessageInfo(size, uid)])
+
+
+def test_empty_maildrop() -> None:
+    h = Harness(messages=[])
+    h.login()
+    assert h.body(p.List()) == b""
+    assert h.body(p.Uidl()) == b""
+    stat = h.send(p.Stat())[0]
+    assert isinstance(stat, p.OkResponse)
+    assert stat.text == b"0 0"
+    # the wire form of an empty listing (the client is not involved here)
+    h.session.receive_data(b"LIST\r\n")
+    h.app.pump()
+    assert h.session.bytes_to_send() == b"+OK 0 messages (0 octets)\r\n.\r\n"
+
+
+def test_large_listing_goes_out_in_pieces() -> None:
+    h = Harness(messages=[b"x\r\n"] * 20_000)
+    h.login()
+    h.session.receive_data(h.client.send(p.Uidl()))
+    h.app.pump()
+    pieces = h.session.data_to_send()
+    assert len(pieces) > 3
+    h.client.receive_data(b"".join(pieces))
+    events = drain(h.client)
+    body = b"".join(bytes(e.data) for e in events if isinstance(e, p.Data))
+    assert len(p.parse_uidl(body)) == 20_000
+
+
+def test_message_failure_before_and_after_start() -> None:
+    h = Harness()
+    h.app.manual.add(p.MessageRequest)
+    h.login()
+    h.session.receive_data(h.client.send(p.Retr(1)))
+    request = h.app.pump()
+    assert request == p.MessageRequest(1, 0, "uid-0", len(h.app.messages[0]), None)
+    h.session.message_failed()
+    err = h._to_client()[-1]
+    assert isinstance(err, p.ErrResponse)
+    assert err.code == p.SYS_TEMP
+    h.session.receive_data(b"RETR 1\r\n")
+    h.app.pump()
+    h.session.send_message(b"Subject: x\r\n")
+    with pytest.raises(p.LocalProtocolError):
+        h.session.message_failed()
+
+
+def test_empty_message_and_memoryview_chunks() -> None:
+    h = Harness()
+    h.app.manual.add(p.MessageRequest)
+    h.login()
+    h.session.receive_data(b"RETR 3\r\n")
+    h.app.pump()
+    h.session.end_message()
+    assert h.session.bytes_to_send() == b"+OK " + b"%d" % len(MESSAGES[2]) + b" octets\r\n.\r\n"
+    h.session.receive_data(b"TOP 1 1\r\n")
+    h.app.pump()
+    data = h.app.messages[0]
+    assert h.session.send_message(memoryview(data)[:20]) is True
+    assert h.session.send_message(memoryview(data)[20:]) is False
+    assert h.session.send_message(b"ignored") is False
+    h.session.end_message()
+    h.client.receive_data(h.session.bytes_to_send())
+    h.client.send(p.Top(1, 1))  # the client learns which reply this is
+    # (RETR 3's reply and TOP's reply are both queued; drain both)
+    body = b"".join(bytes(e.data) for e in drain(h.client) if isinstance(e, p.Data))
+    assert body == h.app.messages[0].split(b"line 2")[0]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5, 64, 4096])
+def test_top_cut_is_independent_of_chunking(chunk: int) -> None:
+    message = b"A: 1\r\nB: 2\r\n\r\n" + b"".join(b"line %d\r\n" % i for i in range(50))
+    h = Harness(messages=[message], chunk=chunk)
+    h.login()
+    for lines in (0, 1, 7, 50, 1000):
+        expected = b"A: 1\r\nB: 2\r\n\r\n" + b"".join(
+            b"line %d\r\n" % i for i in range(min(lines, 50))
+        )
+        assert h.body(p.Top(1, lines)) == expected
+
+
+def test_capabilities_depend_on_state() -> None:
+    options = p.ServerOptions(
+        allow_cleartext=True,
+        tls_available=True,
+        implementation="pop3 tests",
+        login_delay=300,
+        expire=30,
+    )
+    h = Harness(options)
+    caps = p.parse_capa(h.body(p.Capa()))
+    assert caps.stls
+    assert caps.user
+    assert caps.pipelining
+    assert caps.resp_codes
+    assert caps.auth_resp_code
+    assert caps.utf8_user
+    assert caps.lang
+    assert caps.login_delay == (300, False)
+    assert caps.expire == (30, False)
+    assert caps.implementation is None  # only in TRANSACTION
+    assert h.client.capabilities == caps
+    h.login()
+    caps = p.parse_capa(h.body(p.Capa()))
+    assert caps.implementation == "pop3 tests"
+    assert not caps.stls
+    assert caps.user  # RFC 2449: AUTHORIZATION capabilities are announced in TRANSACTION too
+
+
+def test_expire_never() -> None:
+    h = Harness(p.ServerOptions(allow_cleartext=True, expire="NEVER"))
+    caps = p.parse_capa(h.body(p.Capa()))
+    assert caps.expire == (None, False)
+
+
+def test_stls_hand_off() -> None:
+    h = Harness(p.ServerOptions(tls_available=True))
+    h.body(p.Capa())
+    assert h.client.capabilities is not None
+    h.session.receive_data(h.client.send(p.Stls()))
+    start = h.app.pump()
+    assert isinstance(start, p.StartTLS)
+    events = h._to_client()
+    assert kinds(events) == [p.OkResponse]
+    assert h.client.state is p.State.STARTING_TLS
+    assert h.session.state is p.State.STARTING_TLS
+    assert h.client.next_event() is p.PAUSED
+    assert h.session.next_event() is p.PAUSED
+    # (the adapters run the TLS handshake here)
+    h.session.tls_established()
+    h.client.tls_established()
+    assert h.client.capabilities is None
+    assert h.client.state is p.State.AUTHORIZATION
+    h.agree()
+    caps = p.parse_capa(h.body(p.Capa()))
+    assert not caps.stls
+    assert caps.user  # cleartext is fine over TLS
+    with pytest.raises(p.LocalProtocolError):
+        h.client.send(p.Stls())
+    h.login()
+
+
+def test_stls_injection_is_refused() -> None:
+    h = Harness(p.ServerOptions(tls_available=True, allow_cleartext=True))
+    h.session.receive_data(b"STLS\r\nUSER alice\r\nPASS secret\r\n")
+    h.app.pump()
+    assert (
+        h.session.bytes_to_send() == b"-ERR nothing may follow STLS before the TLS handshake\r\n"
+    )
+    ended = h.app.events[-1]
+    assert isinstance(ended, p.SessionEnded)
+    assert isinstance(ended.error, p.RemoteProtocolError)
+    assert not [e for e in h.app.events if type(e) is p.PasswordCheck]
+
+
+def test_stls_injection_during_handshake_is_refused() -> None:
+    h = Harness(p.ServerOptions(tls_available=True))
+    h.session.receive_data(b"STLS\r\n")
+    assert isinstance(h.app.pump(), p.StartTLS)
+    h.session.receive_data(b"CAPA\r\n")  # plaintext that arrived before the handshake
+    h.session.tls_established()
+    ended = h.session.next_event()
+    assert isinstance(ended, p.SessionEnded)
+    assert isinstance(ended.error, p.RemoteProtocolError)
+
+
+def test_stls_unavailable() -> None:
+    h = Harness(p.ServerOptions())
+    assert kinds(h.send(p.Stls())) == [p.ErrResponse]
+    assert h.session.state is p.State.AUTHORIZATION
+
+
+def test_utf8_mode_and_messages_that_need_it() -> None:
+    h = Harness(
+        p.ServerOptions(allow_cleartext=True, tls_available=True),
+        utf8_flags=[True, False, False],
+    )
+    h.login()
+    for command in (p.Retr(1), p.Top(1, 0), p.List(1)):
+        (err,) = h.send(command)
+        assert isinstance(err, p.ErrResponse)
+        assert err.code == p.UTF8
+    assert h.body(p.Retr(2)) == h.app.messages[1]
+
+    h2 = Harness(
+        p.ServerOptions(allow_cleartext=True, tls_available=True),
+        utf8_flags=[True, False, False],
+    )
+    assert kinds(h2.send(p.Utf8())) == [p.OkResponse]
+    assert h2.client.utf8_active
+    assert h2.session.conn.utf8_active
+    assert "STLS" not in p.parse_capa(h2.body(p.Capa()))
+    h2.login()
+    assert h2.body(p.Retr(1)) == h2.app.messages[0]
+
+
+def test_utf8_disabled() -> None:
+    h = Harness(p.ServerOptions(allow_cleartext=True, utf8=False))
+    assert kinds(h.send(p.Utf8())) == [p.ErrResponse]
+    assert not h.client.utf8_active
+    assert "UTF8" not in p.parse_capa(h.body(p.Capa()))
+
+
+def test_lang() -> None:
+    options = p.ServerOptions(
+        allow_cleartext=True, languages=(("en", "English"), ("de-CH", "Deutsch (Schweiz)"))
+    )
+    h = Harness(options)
+    assert p.parse_lang_listing(h.body(p.Lang())) == [
+        ("en", "English"),
+        ("de-CH", "Deutsch (Schweiz)"),
+    ]
+    for wanted, chosen in [("*", "en"), ("en-US", "en"), ("de", "de-CH"), ("DE-ch", "de-CH")]:
+        (ok,) = h.send(p.Lang(wanted))
+        assert isinstance(ok, p.OkResponse)
+        assert ok.text.startswith(chosen.encode())
+        assert h.session.language == chosen
+    assert kinds(h.send(p.Lang("fr"))) == [p.ErrResponse]
+    assert h.session.language == "de-CH"
+    h.login()
+    assert kinds(h.send(p.Lang("en"))) == [p.OkResponse]  # LANG works in TRANSACTION too
+
+
+def test_lang_unsupported() -> None:
+    h = Harness(p.ServerOptions(allow_cleartext=True, languages=()))
+    assert kinds(h.send(p.Lang())) == [p.ErrResponse]
+    assert "LANG" not in p.parse_capa(h.body(p.Capa()))
+
+
+def test_auth_without_mechanisms() -> None:
+    h = Harness()
+    assert h.body(p.Auth()) == b""
+    (err,) = h.send(p.Auth("PLAIN", b"\0alice\0secret"))
+    assert isinstance(err, p.ErrResponse)
+    assert h.session.state is p.State.AUTHORIZATION
+
+
+def test_bad_commands_are_answered_then_budgeted() -> None:
+    h = Harness(p.ServerOptions(allow_cleartext=True, max_bad_commands=3))
+    h.session.receive_data(b"STAT\r\nFOO\r\nRETR x\r\n")
+    h.app.pump()
+    assert h.session.bytes_to_send() == (
+        b"-ERR log in first\r\n-ERR unknown command\r\n-ERR log in first\r\n"
+    )
+    h.session.receive_data(b"LAST\r\n")
+    h.app.pump()
+    assert h.session.bytes_to_send() == b"-ERR too many bad commands\r\n"
+    ended = h.app.events[-1]
+    assert isinstance(ended, p.SessionEnded)
+    assert isinstance(ended.error, p.RemoteProtocolError)
+
+
+def test_auth_refused_after_login() -> None:
+    h = Harness()
+    h.login()
+    (err,) = h.send(p.RawCommand("AUTH PLAIN AGFsaWNlAHNlY3JldA=="))
+    assert isinstance(err, p.ErrResponse)
+    assert err.text == b"already authenticated"
+
+
+def test_greeting_timestamps_differ() -> None:
+    stamps = {p.make_apop_timestamp("mail.example.org") for _ in range(100)}
+    assert len(stamps) == 100
+    assert all(s.startswith(b"<") and s.endswith(b"@mail.example.org>") for s in stamps)
+    session = p.ServerSession(p.ServerOptions(apop=True, hostname="h.example"))
+    greeting = p.Connection(p.CLIENT)
+    greeting.receive_data(session.bytes_to_send())
+    event = greeting.next_event()
+    assert isinstance(event, p.Greeting)
+    assert event.timestamp == session.timestamp
+
+
+def test_duplicate_mechanisms_rejected() -> None:
+    class Dummy(p.ServerMechanism):
+        name = "X-DUMMY"
+
+        def exchange(self, initial_response: bytes | None) -> Any:
+            yield p.Challenge(b"")
+            return "x"
+
+    with pytest.raises(ValueError, match="twice"):
+        p.ServerOptions(mechanisms=[Dummy(), Dummy()])
