@@ -13,7 +13,12 @@ def test_login_and_retr(split: str) -> None:
     pair.exchange(p.User("alice"), p.OkResponse())
     pair.exchange(p.Pass("s e c"), p.OkResponse(b"logged in"))
     assert pair.client.state is p.State.TRANSACTION
-    pair.exchange(p.Retr(1), p.OkResponse(), p.Data(b".x\r\n"), p.EndOfMultiline(),
-                  expect=[p.OkResponse(), p.Data(b".x\r\n"), p.EndOfMultiline()])
+    pair.exchange(
+        p.Retr(1),
+        p.OkResponse(),
+        p.Data(b".x\r\n"),
+        p.EndOfMultiline(),
+        expect=[p.OkResponse(), p.Data(b".x\r\n"), p.EndOfMultiline()],
+    )
     pair.exchange(p.Quit(), p.OkResponse(), expect=[p.OkResponse(), p.ConnectionClosed()])
     assert pair.client.state is p.State.CLOSED
