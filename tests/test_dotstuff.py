@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import pytest
@@ -23,7 +24,7 @@ def cuts_for(data: bytes, draw: st.DrawFn) -> list[int]:
 
 def split_at(data: bytes, cuts: Sequence[int]) -> list[bytes]:
     bounds = [0, *cuts, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def stuff(body: bytes, cuts: Sequence[int] = ()) -> bytes:
