@@ -68,13 +68,6 @@ class Capabilities(Mapping[str, tuple[str, ...]]):
     def __repr__(self) -> str:
         return f"Capabilities({list(self.lines)!r})"
 
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Capabilities):
-            return self._entries == other._entries
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
     def rest_of_line(self, tag: str) -> str | None:
         """Everything after the tag, spacing inside kept (for IMPLEMENTATION)."""
         entry = self._entries.get(tag.upper())

@@ -23,6 +23,14 @@ __all__ = [
 _RCHARS = frozenset(range(0x21, 0x80)) - {0x2F, 0x5D}
 
 
+def _split_levels(code: str) -> list[str]:
+    levels = code.split("/")
+    if len(levels) > 1 and levels[0].upper() == "REFERRAL":
+        # Dovecot's [REFERRAL/pop://host/...]: the rest is one URL, slashes and all.
+        return [levels[0], "/".join(levels[1:])]
+    return levels
+
+
 class ResponseCode:
     """A hierarchical, case-insensitive response code such as ``SYS/TEMP``.
 
@@ -36,11 +44,11 @@ class ResponseCode:
     _key: tuple[str, ...]
 
     def __init__(self, code: str | Iterable[str]) -> None:
-        levels = tuple(code.split("/")) if isinstance(code, str) else tuple(code)
+        levels = tuple(_split_levels(code)) if isinstance(code, str) else tuple(code)
         if not levels:
             raise ValueError("a response code needs at least one level")
         for level in levels:
-            if not level or not all(ord(c) in _RCHARS for c in level):
+            if not level or not all(ord(c) in _RCHARS or c == "/" for c in level):
                 raise ValueError(f"invalid response code level: {level!r}")
         object.__setattr__(self, "levels", levels)
         object.__setattr__(self, "_key", tuple(level.upper() for level in levels))
@@ -102,14 +110,16 @@ def split_response_code(text: bytes) -> tuple[ResponseCode | None, bytes]:
     end = text.find(b"]", 1)
     if end < 0:
         return None, text
-    levels = text[1:end].split(b"/")
+    inner = text[1:end]
+    if not inner.isascii():
+        return None, text
+    levels = _split_levels(inner.decode("ascii"))
     for level in levels:
-        if not level or not all(b in _RCHARS for b in level):
+        if not level or not all(ord(c) in _RCHARS or c == "/" for c in level):
             return None, text
     code = ResponseCode.__new__(ResponseCode)
-    decoded = tuple(level.decode("ascii") for level in levels)
-    object.__setattr__(code, "levels", decoded)
-    object.__setattr__(code, "_key", tuple(level.upper() for level in decoded))
+    object.__setattr__(code, "levels", tuple(levels))
+    object.__setattr__(code, "_key", tuple(level.upper() for level in levels))
     rest = text[end + 1 :]
     if rest[:1] == b" ":
         rest = rest[1:]

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ._codes import ResponseCode
+from ._codes import ResponseCode, split_response_code
 from ._parsers import find_apop_timestamp
 from ._util import LocalProtocolError
 
@@ -63,11 +63,16 @@ _MECHANISM = re.compile(r"[A-Z0-9_-]{1,20}\Z")
 LANG_RANGE = re.compile(r"(?:\*|[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*)\Z")
 _HEX_DIGEST = re.compile(r"[0-9a-f]{32}\Z")
 _FORBIDDEN = frozenset(b"\r\n\x00")
+# Arguments are printable text (RFC 1939 section 3; RFC 6856 allows UTF-8, not
+# controls): a CR or LF would inject a command (python/cpython#94019).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _check_text(value: str, what: str) -> None:
-    if "\r" in value or "\n" in value or "\x00" in value:
-        raise LocalProtocolError(f"{what} must not contain CR, LF or NUL: {value!r}")
+    if _CONTROL.search(value):
+        raise LocalProtocolError(
+            f"{what} must not contain CR, LF, NUL or other control characters: {value!r}"
+        )
 
 
 def _check_arg(value: str, what: str) -> None:
@@ -137,6 +142,8 @@ class User(Command):
     def __init__(self, name: str, *, _parsed: bool = False) -> None:
         if not _parsed:
             _check_arg(name, "USER name")
+            if name != name.strip(" "):
+                raise LocalProtocolError(f"USER name has leading or trailing spaces: {name!r}")
         object.__setattr__(self, "name", name)
 
     def _wire_args(self) -> bytes:
@@ -152,7 +159,7 @@ class Pass(Command):
 
     def __init__(self, password: str, *, _parsed: bool = False) -> None:
         if not _parsed:
-            _check_text(password, "PASS password")
+            _check_arg(password, "PASS password")
         object.__setattr__(self, "password", password)
 
     def __repr__(self) -> str:
@@ -457,6 +464,9 @@ def _status_init(
             code = ResponseCode(code)
         except ValueError as exc:
             raise LocalProtocolError(str(exc)) from None
+    if code is None and data[:1] == b"[" and split_response_code(data)[0] is not None:
+        # The peer would read this text as a response code: make that explicit.
+        raise LocalProtocolError(f"response text starts with a response code; use code=: {data!r}")
     line = status
     if code is not None:
         line += b" [" + str(code).encode("ascii") + b"]"

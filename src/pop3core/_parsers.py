@@ -9,6 +9,7 @@ free text after the numbers of STAT and of scan listings; it is ignored.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import NamedTuple
 
 from ._util import RemoteProtocolError
@@ -80,8 +81,12 @@ def apop_digest(timestamp: bytes, secret: str | bytes) -> str:
     return hashlib.md5(timestamp + secret, usedforsecurity=False).hexdigest()
 
 
+# No real count or size needs more digits; the cap keeps int() cheap and safe.
+_MAX_DIGITS = 20
+
+
 def _decimal(token: bytes, what: str, *, minimum: int) -> int:
-    if not token.isdigit():
+    if not token.isdigit() or len(token) > _MAX_DIGITS:
         raise RemoteProtocolError(f"{what} is not a decimal number: {token[:40]!r}")
     value = int(token)
     if value < minimum:
@@ -134,44 +139,45 @@ def _body_lines(body: bytes) -> list[bytes]:
     return [line[:-1] if line[-1:] == b"\r" else line for line in lines]
 
 
-def _check_unique(numbers: list[int], count: int) -> None:
-    if count != len(numbers):
+# What every server sends, exactly; anything else takes the line-by-line path.
+# (These bodies are listings, not mail: the one-pass validation is cheap and exact.)
+_CANONICAL_LIST = re.compile(rb"(?:[0-9]{1,20} [0-9]{1,20}\r\n)*").fullmatch
+_CANONICAL_UIDL = re.compile(rb"(?:[0-9]{1,20} [!-~]+\r\n)*").fullmatch
+
+
+def _check_numbers(result: dict[int, int] | dict[int, str], count: int) -> None:
+    if 0 in result:
+        raise RemoteProtocolError("message number 0 in listing")
+    if len(result) != count:
         raise RemoteProtocolError("the listing names a message number twice")
 
 
 def parse_list(body: bytes) -> dict[int, int]:
     """Parse the body of ``LIST`` into ``{message number: size}``, in server order."""
-    tokens = body.split()
-    # Fast path: every line is exactly "number size" (what every server sends).
-    if len(tokens) == 2 * body.count(b"\n") and b"".join(tokens).isdigit():
-        numbers = list(map(int, tokens[0::2]))
-        result = dict(zip(numbers, map(int, tokens[1::2]), strict=True))
-        if numbers and min(numbers) < 1:
-            raise RemoteProtocolError("message number 0 in listing")
-        _check_unique(numbers, len(result))
+    if _CANONICAL_LIST(body):
+        tokens = body.split()
+        result = dict(zip(map(int, tokens[0::2]), map(int, tokens[1::2]), strict=True))
+        _check_numbers(result, len(tokens) // 2)
         return result
     entries = [parse_list_line(line) for line in _body_lines(body) if line.strip()]
     result = {entry.number: entry.size for entry in entries}
-    _check_unique([entry.number for entry in entries], len(result))
+    _check_numbers(result, len(entries))
     return result
 
 
 def parse_uidl(body: bytes) -> dict[int, str]:
     """Parse the body of ``UIDL`` into ``{message number: unique id}``, in server order."""
-    tokens = body.split()
-    if len(tokens) == 2 * body.count(b"\n"):
-        number_tokens = tokens[0::2]
-        if b"".join(number_tokens).isdigit():
-            numbers = list(map(int, number_tokens))
-            uids = b"\n".join(tokens[1::2]).decode("ascii", "surrogateescape").split("\n")
-            result = dict(zip(numbers, uids, strict=True))
-            if numbers and min(numbers) < 1:
-                raise RemoteProtocolError("message number 0 in listing")
-            _check_unique(numbers, len(result))
-            return result
+    if not body:
+        return {}
+    if _CANONICAL_UIDL(body):
+        tokens = body.split()
+        uids = b"\n".join(tokens[1::2]).decode("ascii").split("\n")
+        result = dict(zip(map(int, tokens[0::2]), uids, strict=True))
+        _check_numbers(result, len(tokens) // 2)
+        return result
     entries = [parse_uidl_line(line) for line in _body_lines(body) if line.strip()]
     result = {entry.number: entry.uid for entry in entries}
-    _check_unique([entry.number for entry in entries], len(result))
+    _check_numbers(result, len(entries))
     return result
 
 
