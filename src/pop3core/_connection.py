@@ -9,6 +9,7 @@ never blocks; the caller moves bytes between it and the network.
 from __future__ import annotations
 
 import binascii
+import re
 from collections import deque
 from collections.abc import Callable
 from typing import Literal
@@ -69,6 +70,7 @@ DEFAULT_MAX_BAD_COMMANDS = 10
 MAX_CAPA_REPLY = 64 * 1024
 
 _CRLF = b"\r\n"
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 
 EventOrSentinel = Event | Literal[Sentinel.NEED_DATA, Sentinel.PAUSED]
 
@@ -104,9 +106,11 @@ class Connection:
 
     Limits: ``max_line_length`` is the longest line accepted, CRLF included (255
     for a server's command lines, 512 for a client's status lines, by default);
-    ``max_sasl_line_length`` bounds a server's SASL response lines; a server that
-    has seen ``max_bad_commands`` bad commands treats the next as fatal. Body
-    lines of multi-line replies have no limit: they are streamed.
+    ``max_sasl_line_length`` bounds SASL lines (challenges and responses, which
+    RFC 5034 lets grow beyond the other limits); ``max_command_length`` bounds
+    the command lines a client sends (255, RFC 2449; None for no limit); a server
+    that has seen ``max_bad_commands`` bad commands treats the next as fatal.
+    Body lines of multi-line replies have no limit: they are streamed.
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class Connection:
         tls_active: bool = False,
         max_line_length: int | None = None,
         max_sasl_line_length: int = DEFAULT_MAX_SASL_LINE,
+        max_command_length: int | None = MAX_COMMAND_LINE,
         max_bad_commands: int = DEFAULT_MAX_BAD_COMMANDS,
     ) -> None:
         if our_role not in (CLIENT, SERVER):
@@ -130,6 +135,7 @@ class Connection:
             max_line_length = MAX_STATUS_LINE if our_role is CLIENT else MAX_COMMAND_LINE
         self.max_line_length = max_line_length
         self.max_sasl_line_length = max_sasl_line_length
+        self.max_command_length = max_command_length
         self.max_bad_commands = max_bad_commands
         self.bad_commands = 0
         self.capabilities: Capabilities | None = None
@@ -217,6 +223,8 @@ class Connection:
         if self._error is not None:
             raise RemoteProtocolError("the connection is in the ERROR state")
         try:
+            if self._decoder is not None:
+                return self._read_body()  # the hot path: inside a multi-line body
             if self.our_role is CLIENT:
                 return self._next_client_event()
             return self._next_server_event()
@@ -261,6 +269,14 @@ class Connection:
         if exchange is Exchange.RESPONSE or exchange is Exchange.DATA:
             return PAUSED
         sasl = exchange is Exchange.SASL
+        if not sasl:
+            data, pos = self._buffer.raw
+            if pos < len(data) and data[pos] == 0x16:
+                # A TLS ClientHello may never contain a LF: reject it at its first byte.
+                raise RemoteProtocolError(
+                    "TLS handshake on a connection without TLS",
+                    event_hint=ErrResponse(b"TLS is not active on this port"),
+                )
         line = self._line(self.max_sasl_line_length if sasl else self.max_line_length)
         if line is None:
             if self._eof:
@@ -302,16 +318,15 @@ class Connection:
             raise RemoteProtocolError(
                 "NUL in command line", event_hint=ErrResponse(b"invalid command line")
             )
-        if body[:1] == b"\x16":
-            raise RemoteProtocolError(
-                "TLS handshake on a connection without TLS",
-                event_hint=ErrResponse(b"TLS is not active on this port"),
-            )
         keyword_bytes, _, rest = body.partition(b" ")
         keyword = keyword_bytes.decode("ascii", "replace").upper()
 
         def bad(reason: BadCommandReason, text: str) -> BadCommand:
             return BadCommand(line, keyword or None, reason, ErrResponse(text.encode()))
+
+        if _CONTROL.search(body):
+            # A bare CR, an escape sequence...: never let them into an argument.
+            return bad(BadCommandReason.BAD_ARGUMENTS, "control characters in command line")
 
         parser = _COMMAND_PARSERS.get(keyword)
         if parser is None:
@@ -351,11 +366,22 @@ class Connection:
                 session.state = State.CLOSED
                 return ConnectionClosed()
             return NEED_DATA
-        line = self._line(self.max_line_length)
+        head = self._queue[0] if self._queue else None
+        # A SASL challenge may be far longer than a status line (RFC 5034 section 4).
+        in_sasl = type(head) is Auth and head.mechanism is not None
+        limit = self.max_line_length
+        if in_sasl:
+            limit = max(limit, self.max_sasl_line_length)
+        line = self._line(limit)
         if line is None:
             if self._eof:
                 raise RemoteProtocolError("the server closed the connection before replying")
             return NEED_DATA
+        # Only a challenge ("+" then SP or the line end) may exceed the status-line limit.
+        if len(line) > self.max_line_length and not (
+            line[:1] == b"+" and line[1:2] in (b" ", b"\r", b"\n")
+        ):
+            raise RemoteProtocolError(f"line longer than {self.max_line_length} octets")
         return self._parse_status(_strip_eol(line))
 
     def _parse_status(self, line: bytes) -> Event:
@@ -422,9 +448,15 @@ class Connection:
             return EndOfMultiline()
         decoder = self._decoder
         assert decoder is not None
-        data, pos = self._buffer.raw
+        buffer = self._buffer
+        if not buffer:
+            # Every receive ends with this poll: keep it cheap.
+            if self._eof:
+                raise RemoteProtocolError("the server closed the connection in a multi-line reply")
+            return NEED_DATA
+        data, pos = buffer.raw
         body, new_pos, finished = decoder.feed(data, pos)
-        self._buffer.consume_to(new_pos)
+        buffer.consume_to(new_pos)
         if finished:
             self._end_pending = True
             self._decoder = None
@@ -538,11 +570,11 @@ class Connection:
             args = event._wire_args()
             keyword = event.keyword.encode("ascii")
             line = keyword + b" " + args + _CRLF if args else keyword + _CRLF
-            if len(line) > MAX_COMMAND_LINE:
-                raise LocalProtocolError(
-                    f"{event.keyword} line of {len(line)} octets exceeds the "
-                    f"{MAX_COMMAND_LINE}-octet limit"
-                )
+        limit = self.max_command_length
+        if limit is not None and len(line) > limit:
+            raise LocalProtocolError(
+                f"command line of {len(line)} octets exceeds the {limit}-octet limit"
+            )
         predicted.command_started(event)
         predicted.command_finished(event, True)
         self._queue.append(event)
@@ -674,6 +706,8 @@ def _parse_user(rest: bytes) -> Command:
 
 def _parse_pass(rest: bytes) -> Command:
     # The password is the rest of the line, spaces included (RFC 1939 section 7).
+    if not rest:
+        raise _BadArguments("PASS needs a password")
     return Pass(_text_arg(rest), _parsed=True)
 
 

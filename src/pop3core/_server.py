@@ -532,6 +532,12 @@ class ServerSession:
         except AuthenticationFailed as failure:
             self._exchange = None
             return self._login_failed(failure.text, failure.code)
+        except Exception:
+            # A broken mechanism, or an application answer it cannot use: end the
+            # exchange so the session does not owe a reply forever, then re-raise.
+            self._exchange = None
+            self._err("temporary authentication failure", SYS_TEMP)
+            raise
         if isinstance(step, Challenge):
             self._send(AuthChallenge(step.data))
             return None
