@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+import pop3core as p
 from pop3core._sasl._base import PasswordCheck, ScramKeysRequest, SecretRequest
 from pop3core._sasl._credentials import (
     HASH_SCHEMES,
@@ -365,3 +366,22 @@ def test_odd_values() -> None:
     # A password SASLprep refuses is compared as it is.
     assert Credential.from_password("a\x07b").verify_password("a\x07b")
     assert not Credential.from_password("a\x07b").verify_password("ab")
+
+
+def test_store_mechanisms_is_what_every_user_can_serve() -> None:
+    plain = Credential.from_password("secret")
+    scram256 = Credential.parse(hash_password("secret", "SCRAM-SHA-256"))
+    scram1 = Credential.parse(hash_password("secret", "SCRAM-SHA-1"))
+    hashed = Credential.parse(hash_password("secret", "SSHA512"))
+    assert p.store_mechanisms([plain]) == [
+        "SCRAM-SHA-256",
+        "SCRAM-SHA-1",
+        "CRAM-MD5",
+        "PLAIN",
+        "LOGIN",
+    ]
+    assert p.store_mechanisms([plain, scram256]) == ["SCRAM-SHA-256", "PLAIN", "LOGIN"]
+    assert p.store_mechanisms([scram256, scram1]) == ["PLAIN", "LOGIN"]
+    assert p.store_mechanisms([plain, hashed]) == ["PLAIN", "LOGIN"]
+    names = p.store_mechanisms([plain, scram256])
+    assert [m.name for m in p.server_mechanisms(names)] == names

@@ -100,6 +100,7 @@ from ._sasl._registry import (
     SERVER_MECHANISMS,
     client_mechanism,
     server_mechanisms,
+    store_mechanisms,
 )
 from ._sasl._saslprep import SASLprepError, saslprep
 from ._sasl._scram import (
@@ -271,5 +272,6 @@ __all__ = (
     "saslprep",
     "server_mechanisms",
     "split_response_code",
+    "store_mechanisms",
     "wire_size",
 )

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from ._base import ClientMechanism, ServerMechanism
 from ._cram import CramMD5Client, CramMD5Server
+from ._credentials import Credential
 from ._oauth import OAuthBearerClient, OAuthBearerServer, XOAuth2Client, XOAuth2Server
 from ._scram import ScramSHA1Client, ScramSHA1Server, ScramSHA256Client, ScramSHA256Server
 from ._simple import (
@@ -29,6 +30,7 @@ __all__ = [
     "SERVER_MECHANISMS",
     "client_mechanism",
     "server_mechanisms",
+    "store_mechanisms",
 ]
 
 CLIENT_MECHANISMS: tuple[type[ClientMechanism], ...] = (
@@ -125,3 +127,21 @@ def server_mechanisms(
             raise ValueError(f"no built-in server mechanism is called {name!r}")
         mechanisms.append(CramMD5Server(hostname) if cls is CramMD5Server else cls())
     return mechanisms
+
+
+# The password-based SASL mechanisms a credential store can back, strongest first.
+_STORE_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN")
+
+
+def store_mechanisms(credentials: Iterable[Credential]) -> list[str]:
+    """The SASL mechanisms every one of `credentials` can serve, strongest first.
+
+    A server does not know who will log in when it announces ``SASL``, so it
+    should offer only what all its users' records support: a store of SCRAM-SHA-256
+    keys cannot serve CRAM-MD5, which needs the plaintext secret. Pass the result
+    to `server_mechanisms`. APOP and USER are not SASL: see ``Credential.mechanisms``.
+    """
+    common = set(_STORE_MECHANISMS)
+    for credential in credentials:
+        common &= credential.mechanisms
+    return [name for name in _STORE_MECHANISMS if name in common]
