@@ -18,6 +18,17 @@ from ._codes import (
 )
 from ._connection import CLIENT, SERVER, Connection
 from ._dotstuff import BodyDecoder, BodyEncoder
+from ._errors import (
+    AuthenticationError,
+    LoginDelayError,
+    MailboxInUse,
+    PermanentError,
+    ResponseError,
+    TemporaryError,
+    TLSNotOffered,
+    UTF8Required,
+    error_for,
+)
 from ._events import (
     Apop,
     Auth,
@@ -66,6 +77,7 @@ from ._parsers import (
     parse_uidl,
     parse_uidl_line,
 )
+from ._protocol_log import describe
 from ._sasl._base import (
     AuthenticationFailed,
     Challenge,
@@ -164,6 +176,7 @@ __all__ = (
     "AuthChallenge",
     "AuthExchange",
     "AuthResponse",
+    "AuthenticationError",
     "AuthenticationFailed",
     "BadCommand",
     "BadCommandReason",
@@ -195,8 +208,10 @@ __all__ = (
     "LocalProtocolError",
     "LoginClient",
     "LoginDelay",
+    "LoginDelayError",
     "LoginMethodUnavailable",
     "LoginServer",
+    "MailboxInUse",
     "MaildropRequest",
     "MaildropStat",
     "MessageInfo",
@@ -209,6 +224,7 @@ __all__ = (
     "Pass",
     "PasswdEntry",
     "PasswordCheck",
+    "PermanentError",
     "PlainClient",
     "PlainServer",
     "ProtocolError",
@@ -216,6 +232,7 @@ __all__ = (
     "RawCommand",
     "RemoteProtocolError",
     "ResponseCode",
+    "ResponseError",
     "Retr",
     "Role",
     "Rset",
@@ -239,9 +256,12 @@ __all__ = (
     "Stat",
     "State",
     "Stls",
+    "TLSNotOffered",
+    "TemporaryError",
     "TokenCheck",
     "Top",
     "TopCutter",
+    "UTF8Required",
     "Uidl",
     "UniqueIdListing",
     "UpdateRequest",
@@ -253,6 +273,8 @@ __all__ = (
     "apop_digest",
     "choose_login_method",
     "client_mechanism",
+    "describe",
+    "error_for",
     "find_apop_timestamp",
     "format_passwd_line",
     "hash_password",
