@@ -70,7 +70,7 @@ def test_every_small_message_is_byte_exact(dovecot: Dovecot, mode: str, method: 
         wanted = [n for n in sizes if n != len(MESSAGES)]  # all but the large one
         by_id = {m.hid: m for m in MESSAGES}
         seen = set()
-        for number, data in client.retr_many(wanted):
+        for _number, data in client.retr_many(wanted):
             hid = find_id(data)
             assert hid is not None, data[:200]
             assert data == expected(by_id[hid]), hid
