@@ -18,7 +18,8 @@ class Certificates:
 
     def __init__(self) -> None:
         self.ca = trustme.CA()
-        self.cert = self.ca.issue_cert("localhost", "127.0.0.1")
+        # a CN too: fetchmail checks names against the Common Name
+        self.cert = self.ca.issue_cert("localhost", "127.0.0.1", common_name="localhost")
 
     def server_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
