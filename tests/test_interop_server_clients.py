@@ -106,8 +106,8 @@ def check(files: list[Path], client: str) -> None:
 # ------------------------------------------------------------ the clients
 
 
-def run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, timeout=300, check=False, **kwargs)  # type: ignore[call-overload]
+def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=300, check=False, env=env)
 
 
 def fetch_with_curl(server: Server, mode: str, out: Path, ca_file: Path) -> list[Path]:
