@@ -397,17 +397,20 @@ def test_empty_maildrop() -> None:
     assert h.session.bytes_to_send() == b"+OK 0 messages (0 octets)\r\n.\r\n"
 
 
-def test_large_listing_goes_out_in_pieces() -> None:
+def test_large_listing_is_cached_until_dele_or_rset() -> None:
     h = Harness(messages=[b"x\r\n"] * 20_000)
     h.login()
-    h.session.receive_data(h.client.send(p.Uidl()))
-    h.app.pump()
-    pieces = h.session.data_to_send()
-    assert len(pieces) > 3
-    h.client.receive_data(b"".join(pieces))
-    events = drain(h.client)
-    body = b"".join(bytes(e.data) for e in events if isinstance(e, p.Data))
-    assert len(p.parse_uidl(body)) == 20_000
+    uids = p.parse_uidl(h.body(p.Uidl()))
+    assert len(uids) == 20_000
+    assert uids[20_000] == "uid-19999"
+    assert p.parse_uidl(h.body(p.Uidl())) == uids  # served from the cache
+    h.send(p.Dele(2))
+    listing = p.parse_list(h.body(p.List()))
+    assert 2 not in listing
+    assert len(listing) == 19_999
+    assert 2 not in p.parse_uidl(h.body(p.Uidl()))
+    h.send(p.Rset())
+    assert len(p.parse_list(h.body(p.List()))) == 20_000
 
 
 def test_message_failure_before_and_after_start() -> None:
