@@ -61,6 +61,7 @@ from ._events import (
     Uidl,
     User,
     Utf8,
+    parse_sasl_continuation,
 )
 from ._message import NewlineNormalizer, TopCutter, normalize_newlines, wire_size
 from ._parsers import (
@@ -288,6 +289,7 @@ __all__ = (
     "parse_list_line",
     "parse_passwd_file",
     "parse_passwd_line",
+    "parse_sasl_continuation",
     "parse_stat",
     "parse_uidl",
     "parse_uidl_line",

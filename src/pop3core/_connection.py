@@ -52,6 +52,7 @@ from ._events import (
     Uidl,
     User,
     Utf8,
+    parse_sasl_continuation,
     strict_b64decode,
 )
 from ._receivebuffer import ReceiveBuffer
@@ -398,14 +399,10 @@ class Connection:
         elif (
             type(command) is Auth
             and command.mechanism is not None
-            and line[:1] == b"+"
-            and (len(line) == 1 or line[1] == 0x20)
+            and (challenge := parse_sasl_continuation(line)) is not None
         ):
-            decoded = strict_b64decode(line[2:])
             self._exchange = Exchange.SASL
-            if decoded is None:
-                return AuthChallenge(b"", valid=False, _parsed=True)
-            return AuthChallenge(decoded, _parsed=True)
+            return challenge
         elif not self.strict:
             ok = line[:1] == b"+"
             code, text = None, line[1:].lstrip(b" ") if ok else line

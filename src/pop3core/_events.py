@@ -52,6 +52,7 @@ __all__ = [
     "Uidl",
     "User",
     "Utf8",
+    "parse_sasl_continuation",
 ]
 
 # Longest status line (RFC 1939 section 3, RFC 2449 section 4), CRLF included.
@@ -583,6 +584,21 @@ class AuthChallenge(Event):
 
     def __repr__(self) -> str:
         return f"AuthChallenge(<{len(self.data)} bytes>, valid={self.valid})"
+
+
+def parse_sasl_continuation(line: bytes) -> AuthChallenge | None:
+    """The SASL challenge in a status line (without its EOL), or None if it is not one.
+
+    RFC 5034's continuation is ``+`` alone or ``+ `` and base64; anything else
+    (``+OK``, ``-ERR``, ``+x``) is not a continuation. Invalid base64 gives
+    ``AuthChallenge(valid=False)``, which the client must answer with ``*``.
+    """
+    if line[:1] != b"+" or (len(line) > 1 and line[1] != 0x20):
+        return None
+    decoded = strict_b64decode(line[2:])
+    if decoded is None:
+        return AuthChallenge(b"", valid=False, _parsed=True)
+    return AuthChallenge(decoded, _parsed=True)
 
 
 @dataclass(frozen=True, slots=True, init=False)
