@@ -1,0 +1,802 @@
+"""The mail and credential stores both POP3 servers use (see `_storage` for the contract).
+
+* `MemoryStore`: maildrops held in memory, for tests, demonstrations and
+  embedding; `deliver` adds mail while the server runs.
+* `MaildirStore`: one Maildir per user, found through a path template, locked
+  with ``flock`` so that other processes running this code are kept out too.
+* `MemoryAuthenticator`: users and passwords (or prepared credentials) and
+  OAuth 2.0 bearer tokens given as mappings.
+* `PasswdFileAuthenticator`: a Dovecot-style passwd-file, re-read when it changes.
+
+Everything here is thread-safe: the threaded server calls a store from one
+thread per session, the anyio server from worker threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import re
+import stat
+import sys
+import threading
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, BinaryIO
+
+from pop3core import (
+    Credential,
+    MessageInfo,
+    NewlineNormalizer,
+    PasswdEntry,
+    normalize_newlines,
+    parse_passwd_line,
+    store_mechanisms,
+)
+
+from ._storage import MaildropError, MaildropLocked
+
+if sys.platform != "win32":
+    import fcntl
+
+__all__ = [
+    "MaildirMaildrop",
+    "MaildirStore",
+    "MemoryAuthenticator",
+    "MemoryMaildrop",
+    "MemoryStore",
+    "PasswdFileAuthenticator",
+]
+
+logger = logging.getLogger("pop3_blocking")
+
+_CR = 0x0D
+_LF = 0x0A
+_DEFAULT_CHUNK = 256 * 1024
+_SCAN_CHUNK = 1024 * 1024  # for sizing files: big reads, one buffer at a time
+
+# RFC 1939 section 7: a unique id is 1 to 70 characters in 0x21-0x7E.
+_VALID_UID = re.compile(r"[\x21-\x7e]{1,70}\Z")
+
+
+def _check_indexes(indexes: Iterable[int], count: int) -> list[int]:
+    """The distinct indexes, sorted; IndexError for any outside ``0 <= i < count``.
+
+    Negative indexes are refused rather than counted from the end: a store must
+    never remove a message that was not asked for.
+    """
+    checked = sorted(set(indexes))
+    for index in checked:
+        if not 0 <= index < count:
+            raise IndexError(f"no message at index {index} (there are {count})")
+    return checked
+
+
+# ---------------------------------------------------------------- memory
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    uid: str
+    data: bytes  # CRLF-normalised: what RETR sends
+
+
+class MemoryStore:
+    """Maildrops in memory: ``{user: [message, ...]}``.
+
+    Messages may use LF or CRLF line ends (or a mix); they are stored
+    CRLF-normalised, so sizes are exact. A message's unique id is a digest of
+    its normalised bytes plus how many identical messages the user got before
+    it: stable for as long as the store lives, different for every delivery,
+    and the same again when a restarted program delivers the same mail in the
+    same order (so a client that leaves mail on the server does not fetch it
+    twice). Any user name opens a maildrop (empty if it never got mail):
+    deciding who exists is the authenticator's job. One session per user at
+    a time, within this process.
+    """
+
+    def __init__(self, mail: Mapping[str, Sequence[bytes]] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._mail: dict[str, list[_Stored]] = {}
+        self._deliveries: dict[tuple[str, str], int] = {}  # (user, digest) -> count so far
+        self._locked: set[str] = set()
+        for user, messages in (mail or {}).items():
+            if isinstance(messages, (bytes, bytearray, memoryview, str)):
+                raise TypeError(f"the mail of {user!r} must be a sequence of messages")
+            for message in messages:
+                self.deliver(user, message)
+
+    def deliver(self, user: str, message: bytes | bytearray | memoryview) -> str:
+        """Append `message` to `user`'s maildrop; return its unique id.
+
+        Sessions already open keep the listing they started with and see it
+        next time.
+        """
+        if not isinstance(message, (bytes, bytearray, memoryview)):
+            raise TypeError(f"a message must be bytes, not {type(message).__name__}")
+        data = normalize_newlines(bytes(message))
+        digest = hashlib.sha256(data).hexdigest()[:32]
+        with self._lock:
+            copies = self._deliveries.get((user, digest), 0)
+            self._deliveries[user, digest] = copies + 1
+            stored = _Stored(f"{digest}.{copies}", data)
+            self._mail.setdefault(user, []).append(stored)
+        return stored.uid
+
+    def messages(self, user: str) -> list[bytes]:
+        """The messages `user` has now, CRLF-normalised, in order."""
+        with self._lock:
+            return [stored.data for stored in self._mail.get(user, ())]
+
+    def open(self, username: str) -> MemoryMaildrop:
+        """Lock `username`'s maildrop and take a snapshot of it for one session.
+
+        Raises `MaildropLocked` while another session has it open.
+        """
+        with self._lock:
+            if username in self._locked:
+                raise MaildropLocked(f"the maildrop of {username!r} is in use")
+            self._locked.add(username)
+            snapshot = list(self._mail.get(username, ()))
+        return MemoryMaildrop(self, username, snapshot)
+
+    def _remove(self, user: str, uids: set[str]) -> bool:
+        with self._lock:
+            kept = [stored for stored in self._mail.get(user, ()) if stored.uid not in uids]
+            removed = len(self._mail.get(user, ())) - len(kept)
+            self._mail[user] = kept
+        return removed == len(uids)
+
+    def _release(self, user: str) -> None:
+        with self._lock:
+            self._locked.discard(user)
+
+
+class MemoryMaildrop:
+    """One session's view of a `MemoryStore` maildrop (see `_storage.Maildrop`)."""
+
+    def __init__(self, store: MemoryStore, user: str, messages: list[_Stored]) -> None:
+        self._store = store
+        self.user = user
+        self._messages = messages
+        self._listing = [MessageInfo(len(stored.data), stored.uid) for stored in messages]
+        self._closed = False
+
+    def listing(self) -> Sequence[MessageInfo]:
+        """The messages as they were when the session opened the maildrop."""
+        return list(self._listing)
+
+    def read(self, index: int, chunk_size: int = _DEFAULT_CHUNK) -> Generator[bytes, None, None]:
+        """Message `index` (0-based) in chunks of at most `chunk_size` octets."""
+        self._check_open()
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        (index,) = _check_indexes((index,), len(self._messages))
+        return self._chunks(self._messages[index].data, chunk_size)
+
+    @staticmethod
+    def _chunks(data: bytes, chunk_size: int) -> Generator[bytes, None, None]:
+        for start in range(0, len(data), chunk_size):
+            yield data[start : start + chunk_size]
+
+    def commit(self, indexes: Sequence[int]) -> bool:
+        """Remove exactly these messages of this session's listing.
+
+        Mail delivered since the session opened is kept, whatever its position.
+        """
+        self._check_open()
+        doomed = {self._messages[i].uid for i in _check_indexes(indexes, len(self._messages))}
+        return self._store._remove(self.user, doomed) if doomed else True
+
+    def close(self) -> None:
+        """Release the lock. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._store._release(self.user)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MaildropError("the maildrop is closed")
+
+    def __enter__(self) -> MemoryMaildrop:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------- Maildir
+
+_LOCK_NAME = "pop3.lock"  # distinct from Dovecot's dovecot-uidlist.lock (a dotlock)
+_INFO_SEP = ":"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# ",S=<n>" / ",W=<n>" fields between the unique name and the info (Dovecot, Courier).
+_SIZE_FIELD = re.compile(r",([SW])=([0-9]+)(?=,|\Z)")
+# The delivery time of a conventional unique name: "<seconds>.<...M<usec>...>.<host>".
+_DELIVERY_TIME = re.compile(r"([0-9]+)\.([^.]*)")
+_MICROSECONDS = re.compile(r"M([0-9]+)")
+
+# Maildirs locked by this process, by (st_dev, st_ino) of the lock file. flock
+# already keeps two descriptors of one process apart on Linux, but not where it
+# is emulated with fcntl locks (which are per process) or on some network file
+# systems; this registry makes in-process exclusion independent of that.
+_held: set[tuple[int, int]] = set()
+_held_lock = threading.Lock()
+
+
+def _check_username(username: str) -> None:
+    """Refuse a user name that could leave the path template's directory."""
+    bad = (
+        not username
+        or username.startswith(".")
+        or ".." in username
+        or "/" in username
+        or os.sep in username
+        or (os.altsep is not None and os.altsep in username)
+        or any(ord(c) < 0x20 or c == "\x7f" for c in username)  # NUL, newlines: never a path
+    )
+    if bad:
+        raise MaildropError(f"refusing the user name {username!r} in a Maildir path")
+
+
+def _unique_name(name: str) -> str:
+    """The file name without its info (``:2,FLAGS``): what flag changes keep."""
+    return name.split(_INFO_SEP, 1)[0]
+
+
+def _uid_for(unique: str) -> str:
+    """The UIDL: the unique name without its size fields, or a digest if unfit.
+
+    The size fields are dropped so that a tool adding ``,W=`` does not change
+    the id; a name that is not 1-70 printable ASCII characters becomes a
+    SHA-256 hex digest (64 characters) of itself.
+    """
+    base = _SIZE_FIELD.sub("", unique)
+    if _VALID_UID.match(base):
+        return base
+    return hashlib.sha256(os.fsencode(base)).hexdigest()
+
+
+def _delivery_order(name: str, st: os.stat_result) -> tuple[int, int, str]:
+    """Sort key: the unique name's time (seconds, then microseconds), then the name.
+
+    A name that does not start with ``<seconds>.`` is placed by its mtime.
+    """
+    match = _DELIVERY_TIME.match(name)
+    if match is None:
+        return st.st_mtime_ns // 10**9, st.st_mtime_ns // 1000 % 10**6, name
+    micro = _MICROSECONDS.search(match.group(2))
+    return int(match.group(1)), int(micro.group(1)) if micro else 0, name
+
+
+def _open_regular(path: str) -> BinaryIO:
+    """Open a message file for reading; never through a symlink, never a non-file.
+
+    A Maildir may belong to the user while the server reads it with more
+    rights: a symlink planted in cur/ must not serve, say, /etc/shadow.
+    """
+    fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise MaildropError(f"{path} is not a regular file")
+        return os.fdopen(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _scan_wire_size(file: BinaryIO, chunk_size: int = _SCAN_CHUNK) -> int:
+    """`pop3core.wire_size` of a file's contents, reading it in chunks."""
+    total = bare_lf = 0
+    last = -1
+    while chunk := file.read(chunk_size):
+        total += len(chunk)
+        bare_lf += chunk.count(b"\n") - chunk.count(b"\r\n")
+        if last == _CR and chunk[0] == _LF:
+            bare_lf -= 1  # a CRLF split across two chunks
+        last = chunk[-1]
+    if total and last != _LF:
+        total += 2  # the CRLF added before the terminator
+    return total + bare_lf
+
+
+def _last_octet(file: BinaryIO, size: int) -> int:
+    if size == 0:
+        return -1
+    file.seek(size - 1)
+    data = file.read(1)
+    return data[0] if data else -1
+
+
+@dataclass(slots=True)
+class _MaildirMessage:
+    path: str  # where it was at open time (updated if found renamed)
+    unique: str  # the name before the info, for finding it after a flag change
+    uid: str
+    size: int
+
+
+class _Lock:
+    """An exclusive ``flock`` on the Maildir's lock file, plus the in-process registry."""
+
+    def __init__(self, maildir: str) -> None:
+        path = os.path.join(maildir, _LOCK_NAME)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o600)
+        except OSError as exc:
+            raise MaildropError(f"cannot open the lock file {path}: {exc}") from exc
+        try:
+            st = os.fstat(fd)
+            key = (st.st_dev, st.st_ino)
+            with _held_lock:
+                if key in _held:
+                    raise MaildropLocked(f"{maildir} is in use by this process")
+                _held.add(key)
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException as exc:
+            with _held_lock:
+                _held.discard(key)
+            os.close(fd)
+            if isinstance(exc, BlockingIOError):
+                raise MaildropLocked(f"{maildir} is in use by another process") from None
+            if isinstance(exc, OSError):
+                raise MaildropError(f"cannot lock {path}: {exc}") from exc
+            raise
+        self._fd: int | None = fd
+        self._key = key
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        # Closing the only descriptor releases the flock. The lock file stays:
+        # removing it would let two processes lock two different files.
+        os.close(fd)
+        with _held_lock:
+            _held.discard(self._key)
+
+
+class MaildirStore:
+    """One Maildir per user, at `path_template` with ``{user}`` replaced.
+
+    Opening a maildrop:
+
+    * refuses user names that could leave the template's directory (empty,
+      a leading ``.``, ``..``, ``/``, NUL or another control character) with
+      `MaildropError`;
+    * needs ``cur/`` and ``new/``; with ``create=True`` missing directories
+      (``cur``, ``new``, ``tmp``) are made (mode 0700), otherwise a missing
+      Maildir is a `MaildropError`: a typo in the template then shows up as an
+      error instead of as an empty mailbox;
+    * takes an exclusive ``flock`` on ``pop3.lock`` in the Maildir (other
+      processes and other sessions of this one get `MaildropLocked`);
+    * moves every file in ``new/`` to ``cur/`` with ``:2,`` appended (as
+      Dovecot does), skipping dotfiles and anything but regular files;
+    * lists every regular non-dot file in ``cur/``, flags ignored (as
+      Dovecot's POP3 does), in delivery order: the unique name's leading
+      seconds, then its ``M<microseconds>`` part, then the name.
+
+    A message's unique id is its unique name (before ``:``) without ``,S=``/
+    ``,W=`` fields, or a SHA-256 hex digest of that if it is not a valid UIDL;
+    the id does not change when new/ becomes cur/ or flags change. Its size is
+    ``,W=`` (Dovecot's CRLF size; plus 2 if the file lacks a final newline,
+    which Dovecot does not count but every server sends), otherwise counted
+    from the file once and kept in memory by (device, inode, mtime, size).
+    ``,S=`` is the size on disk, never the wire size. The store only ever
+    renames new/ to cur/ and unlinks on commit; it never rewrites a file.
+    """
+
+    def __init__(self, path_template: str | os.PathLike[str], *, create: bool = False) -> None:
+        if sys.platform == "win32":
+            raise OSError("MaildirStore needs flock (a POSIX system)")
+        template = os.fspath(path_template)
+        if "{user}" not in template:
+            raise ValueError("path_template must contain {user}")
+        self.path_template = template
+        self.create = create
+        self._cache_lock = threading.Lock()
+        # maildir -> {(dev, ino, mtime_ns, size, W or -1): wire size}; replaced on
+        # each open, so it holds only messages that still exist.
+        self._sizes: dict[str, dict[tuple[int, int, int, int, int], int]] = {}
+
+    def path_for(self, username: str) -> str:
+        """The Maildir of `username`; `MaildropError` for a refused user name."""
+        _check_username(username)
+        return self.path_template.replace("{user}", username)
+
+    def open(self, username: str) -> MaildirMaildrop:
+        """Open and lock `username`'s Maildir (see the class docstring)."""
+        maildir = self.path_for(username)
+        cur, new = os.path.join(maildir, "cur"), os.path.join(maildir, "new")
+        try:
+            if self.create:
+                for sub in ("cur", "new", "tmp"):
+                    os.makedirs(os.path.join(maildir, sub), mode=0o700, exist_ok=True)
+            if not (os.path.isdir(cur) and os.path.isdir(new)):
+                raise MaildropError(f"no Maildir (cur/ and new/) at {maildir}")
+        except OSError as exc:
+            raise MaildropError(f"cannot open the Maildir {maildir}: {exc}") from exc
+        lock = _Lock(maildir)
+        try:
+            messages = self._scan(maildir, cur, new)
+        except BaseException as exc:
+            lock.release()
+            if isinstance(exc, OSError):
+                raise MaildropError(f"cannot read the Maildir {maildir}: {exc}") from exc
+            raise
+        return MaildirMaildrop(maildir, lock, messages)
+
+    def _scan(self, maildir: str, cur: str, new: str) -> list[_MaildirMessage]:
+        found: list[tuple[str, str, os.stat_result]] = []
+        stuck = self._deliver_new(cur, new)
+        for directory, name in [*((cur, n) for n in os.listdir(cur)), *stuck]:
+            if name.startswith("."):
+                continue
+            try:
+                st = os.stat(os.path.join(directory, name), follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed meanwhile (by another MUA or a cleaner)
+            if stat.S_ISREG(st.st_mode):
+                found.append((directory, name, st))
+            elif stat.S_ISLNK(st.st_mode):
+                logger.warning("skipping the symlink %s in %s", name, directory)
+        found.sort(key=lambda item: _delivery_order(item[1], item[2]))
+
+        with self._cache_lock:
+            known = self._sizes.get(maildir, {})
+        sizes: dict[tuple[int, int, int, int, int], int] = {}
+        messages: list[_MaildirMessage] = []
+        uids: set[str] = set()
+        for directory, name, st in found:
+            path = os.path.join(directory, name)
+            unique = _unique_name(name)
+            fields = dict(_SIZE_FIELD.findall(unique))
+            virtual = int(fields["W"]) if "W" in fields else -1
+            key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, virtual)
+            size = known.get(key)
+            if size is None:
+                try:
+                    size = self._wire_size(path, st.st_size, virtual)
+                except FileNotFoundError:
+                    continue
+            sizes[key] = size
+            uid = _uid_for(unique)
+            if uid in uids:
+                # Two files with one unique name (a broken copy): keep both
+                # reachable; the second gets a digest of its whole name.
+                logger.warning("duplicate unique name %s in %s", unique, maildir)
+                uid = hashlib.sha256(os.fsencode(name)).hexdigest()
+                if uid in uids:
+                    continue
+            uids.add(uid)
+            messages.append(_MaildirMessage(path, unique, uid, size))
+        with self._cache_lock:
+            self._sizes[maildir] = sizes
+        return messages
+
+    @staticmethod
+    def _deliver_new(cur: str, new: str) -> list[tuple[str, str]]:
+        """Move new/ to cur/; return the files that had to stay in new/."""
+        stuck: list[tuple[str, str]] = []
+        for name in os.listdir(new):
+            if name.startswith("."):
+                continue  # a dotfile is no message (Maildir spec; Dovecot skips them too)
+            source = os.path.join(new, name)
+            try:
+                if not stat.S_ISREG(os.stat(source, follow_symlinks=False).st_mode):
+                    continue
+            except FileNotFoundError:
+                continue
+            # A name from new/ should have no info; if it has some, keep it.
+            target = name if _INFO_SEP in name else name + _INFO_SEP + "2,"
+            destination = os.path.join(cur, target)
+            if os.path.lexists(destination):
+                # rename() would silently replace that message: serve this one from new/.
+                logger.warning("%s exists in both new/ and cur/; leaving it in new/", target)
+                stuck.append((new, name))
+                continue
+            try:
+                os.rename(source, destination)
+            except FileNotFoundError:
+                continue  # taken by another reader meanwhile
+        return stuck
+
+    @staticmethod
+    def _wire_size(path: str, disk_size: int, virtual: int) -> int:
+        with _open_regular(path) as file:
+            if virtual < 0:
+                return _scan_wire_size(file)
+            # Dovecot's W= counts LF as CRLF but not the CRLF a server adds to
+            # a message without a final newline.
+            last = _last_octet(file, disk_size)
+            return virtual + (2 if last not in (-1, _LF) else 0)
+
+
+class MaildirMaildrop:
+    """One session's view of a Maildir, opened by `MaildirStore.open`."""
+
+    def __init__(self, maildir: str, lock: _Lock, messages: list[_MaildirMessage]) -> None:
+        self.maildir = maildir
+        self._lock = lock
+        self._messages = messages
+        self._listing = [MessageInfo(m.size, m.uid) for m in messages]
+        self._closed = False
+
+    def listing(self) -> Sequence[MessageInfo]:
+        """The messages found at open time, in delivery order."""
+        return list(self._listing)
+
+    def read(self, index: int, chunk_size: int = _DEFAULT_CHUNK) -> Generator[bytes, None, None]:
+        """Stream message `index` (0-based), CRLF-normalised; a generator.
+
+        Reads the file `chunk_size` octets at a time, so a chunk is at most
+        ``2 * chunk_size + 2`` octets (every LF doubled) and memory stays
+        bounded. The file is opened at the first ``next()``. Raises
+        `MaildropError` if the file is gone or does not come to the listed
+        size; the last chunk is held back until the size is confirmed, so a
+        short message with a wrong size fails before any of it is sent.
+        """
+        self._check_open()
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        (index,) = _check_indexes((index,), len(self._messages))
+        return self._stream(self._messages[index], index, chunk_size)
+
+    def _stream(
+        self, message: _MaildirMessage, index: int, chunk_size: int
+    ) -> Generator[bytes, None, None]:
+        file = self._open(message, index)
+        with file:
+            normalizer = NewlineNormalizer()
+            produced = 0
+            pending = b""
+            while True:
+                try:
+                    raw = file.read(chunk_size)
+                except OSError as exc:
+                    raise MaildropError(f"cannot read message {index}: {exc}") from exc
+                if not raw:
+                    break
+                out = normalizer.feed(raw)
+                produced += len(out)
+                if produced > message.size:
+                    raise MaildropError(
+                        f"message {index} is longer than its listed {message.size} octets"
+                    )
+                if pending:
+                    yield pending
+                pending = out
+            tail = normalizer.end()
+            produced += len(tail)
+            if produced != message.size:
+                raise MaildropError(
+                    f"message {index} has {produced} octets, not the listed {message.size}"
+                )
+            last = pending + tail if tail else pending
+            if last:
+                yield last
+
+    def _open(self, message: _MaildirMessage, index: int) -> BinaryIO:
+        try:
+            try:
+                return _open_regular(message.path)
+            except FileNotFoundError:
+                # Perhaps renamed by a flag change (another MUA): look once in cur/.
+                moved = self._find(message.unique)
+                if moved is None:
+                    raise
+                message.path = moved
+                return _open_regular(moved)
+        except OSError as exc:
+            raise MaildropError(f"cannot open message {index}: {exc}") from exc
+
+    def _find(self, unique: str, names: list[str] | None = None) -> str | None:
+        """The one file in cur/ with this unique name, or None (gone, or ambiguous)."""
+        cur = os.path.join(self.maildir, "cur")
+        if names is None:
+            try:
+                names = os.listdir(cur)
+            except OSError:
+                return None
+        matches = [name for name in names if _unique_name(name) == unique]
+        return os.path.join(cur, matches[0]) if len(matches) == 1 else None
+
+    def commit(self, indexes: Sequence[int]) -> bool:
+        """Unlink exactly these messages; True if every one of them was removed.
+
+        A file no longer at its path is looked up once by its unique name in
+        cur/ (a flag change renames it); one that is gone counts as not removed,
+        but the others are removed all the same.
+        """
+        self._check_open()
+        all_removed = True
+        missing: list[_MaildirMessage] = []
+        for index in _check_indexes(indexes, len(self._messages)):
+            message = self._messages[index]
+            try:
+                os.unlink(message.path)
+            except FileNotFoundError:
+                missing.append(message)
+            except OSError as exc:
+                logger.warning("cannot remove %s: %s", message.path, exc)
+                all_removed = False
+        if missing:
+            try:
+                names: list[str] = os.listdir(os.path.join(self.maildir, "cur"))
+            except OSError:
+                names = []
+            for message in missing:
+                moved = self._find(message.unique, names)
+                if moved is None:
+                    logger.warning("%s vanished before it could be removed", message.path)
+                    all_removed = False
+                    continue
+                try:
+                    os.unlink(moved)
+                except OSError as exc:
+                    logger.warning("cannot remove %s: %s", moved, exc)
+                    all_removed = False
+        return all_removed
+
+    def close(self) -> None:
+        """Release the lock. Idempotent."""
+        self._closed = True
+        self._lock.release()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MaildropError("the maildrop is closed")
+
+    def __enter__(self) -> MaildirMaildrop:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------- credentials
+
+
+class MemoryAuthenticator:
+    """Users from a mapping: a plaintext password or a prepared `Credential` each.
+
+    ``tokens`` maps user names to the OAuth 2.0 bearer token each may log in
+    with (XOAUTH2, OAUTHBEARER); tokens are compared in constant time.
+    """
+
+    def __init__(
+        self,
+        users: Mapping[str, str | Credential],
+        *,
+        tokens: Mapping[str, str] | None = None,
+    ) -> None:
+        self._users = {
+            name: value if isinstance(value, Credential) else Credential.from_password(value)
+            for name, value in users.items()
+        }
+        self._tokens = {name: token.encode("utf-8") for name, token in (tokens or {}).items()}
+
+    def credential(self, username: str) -> Credential | None:
+        """The credential of `username`, or None."""
+        return self._users.get(username)
+
+    def mechanisms(self) -> list[str]:
+        """The SASL mechanisms every user's credential can serve."""
+        return store_mechanisms(self._users.values())
+
+    def check_token(self, username: str, token: str, mechanism: str) -> bool | dict[str, Any]:
+        """True if `token` is `username`'s token; False otherwise (any mechanism)."""
+        expected = self._tokens.get(username)
+        if expected is None:
+            return False
+        # compare_digest refuses non-ASCII str: compare the UTF-8 bytes.
+        return hmac.compare_digest(token.encode("utf-8"), expected)
+
+
+_Signature = tuple[int, int, int, int, int]
+
+
+class PasswdFileAuthenticator:
+    """Users from a Dovecot-style passwd-file (``user:{SCHEME}data[:...]`` lines).
+
+    The file is read at construction and again whenever its inode, size, mtime
+    or ctime change (checked on every call: one ``stat``), so it can be edited
+    or replaced while the server runs. A missing or unreadable file means no
+    users; a malformed line (or one that is not UTF-8) is skipped. Both are
+    logged as warnings to the ``pop3_blocking`` logger, once per version of
+    the file. As in Dovecot, the first line for a user wins; user names are
+    matched exactly. There are no OAuth tokens: `check_token` returns False.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._lock = threading.Lock()
+        self._signature: _Signature | None = None
+        self._loaded = False
+        self._failure: str | None = None  # the last reason for no users, logged once
+        self._entries: dict[str, PasswdEntry] = {}
+        self._current()
+
+    def credential(self, username: str) -> Credential | None:
+        """The credential of `username` in the file as it is now, or None."""
+        entry = self._current().get(username)
+        return None if entry is None else entry.credential
+
+    def mechanisms(self) -> list[str]:
+        """The SASL mechanisms every user's record in the file can serve."""
+        return store_mechanisms(entry.credential for entry in self._current().values())
+
+    def check_token(self, username: str, token: str, mechanism: str) -> bool | dict[str, Any]:
+        """Always False: a passwd-file holds no OAuth tokens."""
+        return False
+
+    @staticmethod
+    def _signature_of(st: os.stat_result) -> _Signature:
+        # ctime too: a chmod that makes the file readable must trigger a reload.
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def _current(self) -> dict[str, PasswdEntry]:
+        with self._lock:
+            try:
+                st = os.stat(self.path)
+            except OSError as exc:
+                if not self._loaded or self._signature is not None:
+                    self._loaded, self._signature = True, None
+                    self._fail(f"cannot read the users file {self.path}: {exc}")
+                return self._entries
+            signature = self._signature_of(st)
+            if not self._loaded or signature != self._signature:
+                self._loaded = True
+                self._load(signature)
+            return self._entries
+
+    def _fail(self, reason: str) -> None:
+        self._entries = {}
+        if reason != self._failure:
+            logger.warning("%s; no users", reason)
+        self._failure = reason
+
+    def _load(self, signature: _Signature) -> None:
+        # Until the file changes, this version (even an unreadable one) stands.
+        self._signature = signature
+        try:
+            with open(self.path, "rb") as file:
+                # The signature of what is read, in case it was replaced since the stat.
+                self._signature = self._signature_of(os.fstat(file.fileno()))
+                data = file.read()
+        except OSError as exc:
+            self._fail(f"cannot read the users file {self.path}: {exc}")
+            return
+        self._failure = None
+        entries: dict[str, PasswdEntry] = {}
+        # bytes.splitlines splits only at CR and LF, unlike str.splitlines.
+        for number, raw in enumerate(data.splitlines(), 1):
+            try:
+                entry = parse_passwd_line(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                logger.warning("%s line %d: not UTF-8; skipped", self.path, number)
+                continue
+            except ValueError as exc:
+                logger.warning("%s line %d: %s; skipped", self.path, number, exc)
+                continue
+            if entry is not None:
+                entries.setdefault(entry.username, entry)
+        self._entries = entries
