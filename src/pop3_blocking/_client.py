@@ -140,6 +140,8 @@ class Client:
             (host, self.port), timeout=connect_timeout, source_address=source_address
         )
         try:
+            # Commands are written whole; a pipelined one must not wait for an ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if tls == "implicit":
                 sock = self._context().wrap_socket(sock, server_hostname=self.server_hostname)
             sock.settimeout(timeout)

@@ -219,6 +219,9 @@ class Server:
 
     def _admit(self, sock: socket.socket, peer: Any, *, implicit: bool) -> None:
         sock.setblocking(True)
+        # Replies are written whole; Nagle's algorithm would hold a short one (a
+        # terminator, a status line) until the client's delayed ACK, ~40 ms.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             full = len(self._slots) >= self.max_connections
             if not full and not self._stopping.is_set():
@@ -450,9 +453,12 @@ class _Handler:
         try:
             chunks = iter(self.maildrop.read(request.index))
             for chunk in chunks:
+                # Each chunk goes out when the next one is in hand, so the last
+                # one leaves together with the terminator, in one write.
+                if started:
+                    self.flush()
                 more = session.send_message(chunk)
                 started = True
-                self.flush()
                 if not more:
                     break
         except (MaildropError, OSError) as exc:
