@@ -25,6 +25,11 @@ def test_quickstart_has_exactly_two_commands() -> None:
     assert tests.endswith("pytest")
 
 
+def test_the_main_job_is_the_blocking_demo() -> None:
+    main_job, _ = quickstart_commands()
+    assert main_job == "python3 -m pip install -e . && python3 -m pop3_blocking demo"
+
+
 def test_ci_runs_the_readme_test_command() -> None:
     _, tests = quickstart_commands()
     ci = (ROOT / ".ci" / "run").read_text()
