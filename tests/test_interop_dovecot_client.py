@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import poplib as stdlib_poplib
 import pwd
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+import pop3_blocking.poplib as dropin
 import pop3core as p
 from pop3_blocking._client import Client
 from tests.dovecot import Dovecot, start_dovecot
@@ -107,3 +110,71 @@ def test_wrong_password_is_typed(dovecot: Dovecot) -> None:
     with pytest.raises(p.AuthenticationError):
         client.login("alice", "wrong", method="SCRAM-SHA-256")
     client.close()
+
+
+# -- the poplib drop-in against the same Dovecot, beside the standard library's poplib
+
+
+def poplib_view(message: CorpusMessage) -> tuple[list[bytes], int]:
+    """What poplib's retr() gives for a message Dovecot sends: its lines and octets.
+
+    poplib keeps a line that starts with one dot and was not stuffed, so the
+    dot-first message, which Dovecot does not stuff, comes through whole.
+    """
+    return message.wire.split(b"\r\n")[:-1], len(message.wire)
+
+
+def dropin_connect(dovecot: Dovecot, mode: str, module: Any) -> Any:
+    if mode == "implicit":
+        pop = module.POP3_SSL("localhost", dovecot.tls_port, context=dovecot.client_context())
+    else:
+        pop = module.POP3("localhost", dovecot.port, timeout=30)
+    if mode == "starttls":
+        pop.stls(dovecot.client_context())
+    return pop
+
+
+@pytest.mark.parametrize("mode", ["none", "starttls", "implicit"])
+@pytest.mark.parametrize("method", ["USER", "APOP"])
+def test_the_poplib_dropin_reads_every_message_as_poplib(
+    dovecot: Dovecot, mode: str, method: str
+) -> None:
+    results = []
+    for module in (stdlib_poplib, dropin):
+        pop = dropin_connect(dovecot, mode, module)
+        try:
+            if method == "APOP":
+                pop.apop("alice", "secret")
+            else:
+                pop.user("alice")
+                pop.pass_("secret")
+            count, _ = pop.stat()
+            assert count == len(MESSAGES)
+            _, uids, _ = pop.uidl()
+            _, sizes, _ = pop.list()
+            fetched = {}
+            for number in range(1, count):  # all but the large one
+                resp, lines, octets = pop.retr(number)
+                hid = find_id(b"\r\n".join(lines))
+                assert hid is not None
+                fetched[hid] = (resp.split()[0], lines, octets)
+            results.append((uids, sizes, fetched, pop.top(1, 0)))
+            assert pop.quit().startswith(b"+OK")
+        finally:
+            pop.close()
+    assert results[1] == results[0]
+    by_id = {m.hid: m for m in MESSAGES}
+    for hid, (_, lines, octets) in results[1][2].items():
+        assert (lines, octets) == poplib_view(by_id[hid]), hid
+
+
+def test_the_poplib_dropin_retrieves_the_large_message(dovecot: Dovecot) -> None:
+    pop = dropin.POP3_SSL("localhost", dovecot.tls_port, context=dovecot.client_context())
+    try:
+        pop.user("alice")
+        pop.pass_("secret")
+        _, lines, octets = pop.retr(len(MESSAGES))
+        assert (lines, octets) == poplib_view(LARGE)
+        pop.quit()
+    finally:
+        pop.close()
