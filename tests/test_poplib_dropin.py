@@ -387,7 +387,7 @@ def wire_body(lines: list[tuple[bytes, bytes]]) -> bytes:
 
 
 @settings(
-    max_examples=300,
+    max_examples=500,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -395,9 +395,10 @@ def wire_body(lines: list[tuple[bytes, bytes]]) -> bytes:
     lines=st.lists(st.tuples(LINE_TEXT, LINE_ENDS), max_size=30),
     terminator=st.sampled_from([b".\r\n", b".\n"]),
     maxline=st.sampled_from([2048, 60, 1 << 20]),
+    buffer_size=st.sampled_from([1, 2, 3, 7, 64, 8192]),
 )
 def test_multiline_bodies_match_poplib(
-    lines: list[tuple[bytes, bytes]], terminator: bytes, maxline: int
+    lines: list[tuple[bytes, bytes]], terminator: bytes, maxline: int, buffer_size: int
 ) -> None:
     wire = b"+OK body\r\n" + wire_body(lines) + terminator + b"+OK after\r\n"
     results = []
@@ -407,7 +408,8 @@ def test_multiline_bodies_match_poplib(
         try:
             pop = module.POP3.__new__(module.POP3)
             pop._debugging = 0
-            pop.file = io.BufferedReader(io.BytesIO(wire), buffer_size=7)  # type: ignore[arg-type]
+            raw = io.BytesIO(wire)
+            pop.file = io.BufferedReader(raw, buffer_size=buffer_size)  # type: ignore[arg-type]
             got = outcome(pop._getlongresp)
             if got[0] == "ok":
                 got = (got[0], got[1], pop._getresp())  # the rest stays readable

@@ -189,7 +189,7 @@ class POP3:
         """
         decoder = pop3core.BodyDecoder(strict=False)
         file = self.file
-        pieces: list[bytes] = []
+        lines = _LineCollector(_MAXLINE)
         carry = b""  # the start of a line the decoder could not judge yet
         sink = memoryview(bytearray(_BLOCK))
         while True:
@@ -198,7 +198,7 @@ class POP3:
                 raise error_proto("-ERR EOF")
             data = carry + block if carry else block
             body, end, finished = decoder.feed(data, 0)
-            pieces.append(body)
+            lines.add(body)
             # Consume what was decoded; into a reused buffer, which is cheaper
             # than a new bytes object for what is already in hand.
             if finished:
@@ -206,7 +206,7 @@ class POP3:
                 break
             carry = data[end:]
             file.readinto(sink[: len(block)])
-        return _poplib_lines(b"".join(pieces), _MAXLINE)
+        return lines.result()
 
     def _shortcmd(self, line: str) -> bytes:
         self._putcmd(line)
@@ -465,6 +465,79 @@ if HAVE_SSL:
 
         def stls(self, context: ssl.SSLContext | None = None) -> bytes:
             raise error_proto("-ERR TLS session already established")
+
+
+class _LineCollector:
+    """poplib's lines of an unstuffed body, split piece by piece as it is decoded.
+
+    Splitting each piece while it is in the CPU cache, and then dropping it,
+    touches far less memory than joining the body first. This covers bodies
+    whose lines all end in CRLF, which is what servers send; at the first bare
+    LF it keeps the rest whole and `result` hands everything to `_poplib_lines`.
+    """
+
+    __slots__ = ("_long", "_maxline", "_octets", "_partial", "_partial_len", "_raw", "lines")
+
+    def __init__(self, maxline: int) -> None:
+        self.lines: Lines = []
+        self._maxline = maxline
+        self._partial: list[bytes] = []  # the line in progress, in parts (never re-copied)
+        self._partial_len = 0
+        self._raw: list[bytes] | None = None  # the body so far, once a bare LF was seen
+        self._octets = 0
+        self._long = False  # some line may be longer than poplib allows
+
+    def add(self, piece: bytes) -> None:
+        if not piece:
+            return
+        self._octets += len(piece)
+        if self._raw is not None:
+            self._raw.append(piece)
+            return
+        newlines = piece.count(LF)
+        width = self._maxline - 3  # content + CRLF + a possible stuffing dot
+        if self._partial and self._partial[-1][-1:] == CR and piece[:1] == LF:
+            # A CRLF split between two pieces ends the line in hand.
+            self._partial[-1] = self._partial[-1][:-1]
+            self.lines.append(b"".join(self._partial))
+            self._partial = []
+            self._partial_len = 0
+            piece = piece[1:]
+            newlines -= 1
+        parts = piece.split(CRLF)
+        if len(parts) - 1 != newlines:
+            self._keep_whole(piece)
+            return
+        if len(parts) == 1:
+            self._partial.append(piece)
+            self._partial_len += len(piece)
+            self._long = self._long or self._partial_len > width
+            return
+        if self._partial:
+            self._long = self._long or self._partial_len + len(parts[0]) > width
+            self._partial.append(parts[0])
+            parts[0] = b"".join(self._partial)
+        tail = parts.pop()
+        self._partial = [tail] if tail else []
+        self._partial_len = len(tail)
+        self._long = self._long or _may_have_long_lines(piece, width)
+        self.lines += parts
+
+    def _keep_whole(self, piece: bytes) -> None:
+        """Rebuild the body so far (exactly: every line so far ended in CRLF), add `piece`."""
+        head = CRLF.join(self.lines) + CRLF if self.lines else b""
+        self._raw = [head, *self._partial, piece]
+        self.lines = []
+        self._partial = []
+
+    def result(self) -> tuple[Lines, int]:
+        if self._raw is None and self._partial:  # no line end at the end: not from a server
+            self._keep_whole(b"")
+        if self._raw is not None:
+            return _poplib_lines(b"".join(self._raw), self._maxline)
+        if self._long:
+            _check_lengths(self.lines, 2, self._maxline)
+        return self.lines, self._octets
 
 
 def _poplib_lines(body: bytes, maxline: int) -> tuple[Lines, int]:
