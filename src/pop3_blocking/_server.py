@@ -369,7 +369,11 @@ class _Handler:
         pieces = session.data_to_send()
         if not pieces:
             return
-        self.slot.sock.sendall(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        sock = self.slot.sock
+        if len(pieces) == 1 or isinstance(sock, ssl.SSLSocket):
+            sock.sendall(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        else:
+            _send_pieces(sock, pieces)
 
     def handle(self, event: object) -> None:
         session = self.session
@@ -494,3 +498,24 @@ class _Handler:
         if self.maildrop is not None:
             self.maildrop.close()
             self.maildrop = None
+
+
+# Linux's IOV_MAX; sendmsg refuses more buffers than this in one call.
+_MAX_BUFFERS = 1024
+
+
+def _send_pieces(sock: socket.socket, pieces: list[bytes | bytearray | memoryview]) -> None:
+    """Write every piece in order with scatter-gather writes: no joined copy.
+
+    A stuffed body is many views into one chunk (see `pop3core.BodyEncoder`);
+    joining them would copy the whole message once more.
+    """
+    views = [memoryview(piece) for piece in pieces]
+    first = 0
+    while first < len(views):
+        sent = sock.sendmsg(views[first : first + _MAX_BUFFERS])
+        while first < len(views) and sent >= views[first].nbytes:
+            sent -= views[first].nbytes
+            first += 1
+        if sent:
+            views[first] = views[first][sent:]
