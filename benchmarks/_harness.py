@@ -28,7 +28,12 @@ SetupResult = tuple[tuple[Any, ...], dict[str, Any]]
 FIND_PASS = "find-pass"
 POPLIB_LINES = "poplib-lines"
 LINE_STUFFING = "per-line-stuffing"
-BASELINES = (FIND_PASS, POPLIB_LINES, LINE_STUFFING)
+# bench_blocking's (over loopback): stdlib poplib itself (its listing parsed into
+# the same dict as ours, or not), and a raw socket read of the same reply.
+POPLIB = "poplib"
+POPLIB_UNPARSED = "poplib-unparsed"
+RAW_SOCKET = "raw-socket"
+BASELINES = (FIND_PASS, POPLIB_LINES, LINE_STUFFING, POPLIB, POPLIB_UNPARSED, RAW_SOCKET)
 
 # The targets from the issue: (group, ours, baseline, minimum throughput ratio).
 GOALS: tuple[tuple[str, str, str, float], ...] = (
@@ -38,6 +43,40 @@ GOALS: tuple[tuple[str, str, str, float], ...] = (
     ("decode-attachment", "pop3core", FIND_PASS, 2.0),
     ("encode-attachment", "pop3core", FIND_PASS, 2.0),
 )
+# Goals whose group names depend on the mode's sizes, added by the benchmarks.
+_EXTRA_GOALS: list[tuple[str, str, str, float]] = []
+
+
+def add_goal(group: str, ours: str, baseline: str, target: float) -> None:
+    """Show `ours` against `baseline` in `group` among the goals (once)."""
+    goal = (group, ours, baseline, target)
+    if goal not in GOALS and goal not in _EXTRA_GOALS:
+        _EXTRA_GOALS.append(goal)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A figure that must stay below a bound (e.g. a peak memory growth), not a ratio."""
+
+    name: str
+    measured: float
+    limit: float
+    unit: str
+    detail: str = ""
+
+
+_LIMITS: list[Limit] = []
+_NOTES: list[str] = []  # extra lines for the summary's header (e.g. how a server ran)
+
+
+def record_limit(name: str, measured: float, limit: float, unit: str, detail: str = "") -> None:
+    _LIMITS.append(Limit(name, measured, limit, unit, detail))
+
+
+def add_note(line: str) -> None:
+    if line not in _NOTES:
+        _NOTES.append(line)
+
 
 # ------------------------------------------------------------------- settings
 
@@ -387,7 +426,7 @@ def _verdict(best: float, median: float, target: float) -> str:
 
 def write_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """The table of throughputs and ratios, then the issue's goals."""
-    if not _RECORDS:
+    if not _RECORDS and not _LIMITS:
         return
     write = terminalreporter.write_line
     settings = settings_from(config)
@@ -403,7 +442,13 @@ def write_summary(terminalreporter: Any, config: pytest.Config) -> None:
             f"{corpus.dot_lines} starting with a dot "
             f"({100 * corpus.dot_lines / corpus.lines:.2f} %)"
         )
+    for note in _NOTES:
+        write(note)
     write("")
+    if not _RECORDS:  # only limits (e.g. -k memory)
+        write("goals from the issue:")
+        _write_limits(write)
+        return
     groups: dict[str, list[Record]] = {}
     for record in _RECORDS:
         groups.setdefault(record.group, []).append(record)
@@ -433,7 +478,7 @@ def write_summary(terminalreporter: Any, config: pytest.Config) -> None:
     write("")
     write("goals from the issue (throughput ratio: best (median)):")
     index = {(r.group, r.impl): r for r in _RECORDS}
-    for group, ours, base, target in GOALS:
+    for group, ours, base, target in GOALS + tuple(_EXTRA_GOALS):
         mine, theirs = index.get((group, ours)), index.get((group, base))
         if mine is None or theirs is None:
             continue
@@ -441,4 +486,15 @@ def write_summary(terminalreporter: Any, config: pytest.Config) -> None:
         write(
             f"  {group:<18} {ours} vs {base:<13} goal >= {target:>5.2f}x  "
             f"measured {best:5.2f}x ({median:5.2f}x)  {_verdict(best, median, target)}"
+        )
+    _write_limits(write)
+
+
+def _write_limits(write: Callable[[str], None]) -> None:
+    for limit in _LIMITS:
+        verdict = "met" if limit.measured < limit.limit else "MISSED"
+        write(
+            f"  {limit.name:<40} goal < {limit.limit:g} {limit.unit}  "
+            f"measured {limit.measured:.1f} {limit.unit}  {verdict}"
+            + (f"  ({limit.detail})" if limit.detail else "")
         )
