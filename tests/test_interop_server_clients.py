@@ -20,11 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from pop3_blocking._server import Server
-from tests.blocking_helpers import Certificates, DictAuthenticator, DictStore
+from pop3_blocking import MaildirStore, PasswdFileAuthenticator, Server
+from tests.blocking_helpers import Certificates
 from tests.mailcorpus import (
     find_id,
     large_message,
+    seed_maildir,
     small_messages,
     special_messages,
 )
@@ -48,11 +49,15 @@ def ca_file(certs: Certificates, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 @pytest.fixture(scope="module")
-def server(certs: Certificates) -> Iterator[Server]:
-    store = DictStore({"alice": [m.stored for m in MESSAGES]})
+def server(certs: Certificates, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # The real stores: a seeded Maildir (LF-stored files, served as CRLF) and a
+    # Dovecot-style passwd-file.
+    home = tmp_path_factory.mktemp("mail")
+    seed_maildir(home / "alice" / "Maildir", MESSAGES)
+    (home / "users").write_text("alice:{PLAIN}secret\n")
     server = Server(
-        store,
-        DictAuthenticator({"alice": "secret"}),
+        MaildirStore(str(home / "{user}" / "Maildir")),
+        PasswdFileAuthenticator(home / "users"),
         port=0,
         tls_port=0,
         ssl_context=certs.server_context(),
