@@ -5,20 +5,23 @@
 the same names, signatures, return values (bytes; ``(resp, lines, octets)`` for
 multi-line replies), exceptions, attributes, private methods, audit events,
 debug output and TLS defaults (unverified, as poplib's; pass a context to
-verify). `CPython's own test_poplib <tests/test_poplib_dropin.py>`_ runs
-against it.
+verify). CPython's own test_poplib passes against it
+(tests/test_poplib_dropin.py runs it).
 
 What differs, on purpose:
 
 - Multi-line replies are read in large blocks and unstuffed by pop3core's
-  lenient `BodyDecoder` instead of line by line, which makes `POP3.retr` several
-  times faster. The lines, octet counts and errors are poplib's, including
+  lenient `BodyDecoder` instead of line by line, which makes `POP3.retr` about three
+  times faster on large messages. The lines, octet counts and errors are poplib's, including
   ``error_proto("line too long")`` for a body line longer than `_MAXLINE`
   (read at call time). Subclasses that override `_getline`, and debug level 2,
   get poplib's line-by-line reading.
 - A command containing CR or LF is refused with `ValueError` instead of being
   sent (poplib lets it through: CPython issue 94019).
 - `stat` rejects a malformed reply with `error_proto` (as newer CPython does).
+- A body line that is exactly CR "." LF is content, not the end of the body
+  (poplib's line reading turns it into "."); a failed greeting or TLS
+  handshake closes the socket.
 - Additions only: `POP3.auth` (SASL, with smtplib's and CPython PR 142613's
   calling conventions) and the context-manager protocol, which sends QUIT (and
   so commits deletions) only when the block finishes without an exception.
