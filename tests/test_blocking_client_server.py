@@ -382,3 +382,45 @@ def test_stdlib_poplib_against_our_server(make_server: ServerFactory, certs: Cer
             assert b"\r\n".join(lines) + b"\r\n" == expected(i)
             assert octets == len(expected(i))
         assert client.quit().startswith(b"+OK")
+
+
+class _TrickleSocket:
+    """sendmsg that takes at most `limit` octets a call, as a socket may."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.out = bytearray()
+        self.calls = 0
+
+    def sendmsg(self, buffers: list[memoryview]) -> int:
+        self.calls += 1
+        data = b"".join(buffers)[: self.limit]
+        self.out += data
+        return len(data)
+
+
+@pytest.mark.parametrize("limit", [1, 3, 7, 1000])
+def test_scatter_gather_writes_survive_partial_sends(limit: int) -> None:
+    from pop3_blocking._server import _send_pieces
+
+    body = b"x" * 50
+    pieces: list[bytes | bytearray | memoryview] = [
+        b"a",
+        b"",
+        memoryview(body)[:10],
+        bytearray(b"bc"),
+        memoryview(body)[9:40],
+    ]
+    sock = _TrickleSocket(limit)
+    _send_pieces(sock, pieces)  # type: ignore[arg-type]
+    assert bytes(sock.out) == b"".join(pieces)
+
+
+def test_scatter_gather_writes_split_more_buffers_than_one_call_takes() -> None:
+    from pop3_blocking._server import _MAX_BUFFERS, _send_pieces
+
+    pieces: list[bytes | bytearray | memoryview] = [b"%d," % i for i in range(3 * _MAX_BUFFERS)]
+    sock = _TrickleSocket(1 << 30)
+    _send_pieces(sock, pieces)  # type: ignore[arg-type]
+    assert bytes(sock.out) == b"".join(pieces)
+    assert sock.calls == 3
