@@ -74,6 +74,8 @@ def test_cpython_test_poplib_passes_with_the_dropin_substituted() -> None:
 
 # -- a scripted server --------------------------------------------------------------
 
+HANG_UP = b"<hang up>"  # at the end of a scripted reply: close after sending the rest
+
 
 class Scripted:
     """A loopback server that answers each command line with canned bytes.
@@ -117,7 +119,9 @@ class Scripted:
                         data = reply(line) if callable(reply) else reply
                         if not data:
                             break  # an empty reply: close the connection
-                        conn.sendall(data)
+                        conn.sendall(data.removesuffix(HANG_UP))
+                        if data.endswith(HANG_UP):
+                            break
                         if word == "QUIT":
                             break
                 except OSError:
@@ -614,3 +618,52 @@ def test_the_context_manager_commits_only_on_success(server: Server) -> None:
         pop.dele(1)
     assert pop.sock is None
     assert len(store.mail["alice"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("replies", "greeting", "action", "message"),
+    [
+        ({"RETR": b"+OK\r\nhalf a message\r\n" + HANG_UP}, None, lambda pop: pop.retr(1), "EOF"),
+        ({}, b"+OK no timestamp\r\n", lambda pop: pop.apop("a", "b"), "APOP not supported"),
+        ({"CAPA": b"-ERR what\r\n"}, None, lambda pop: pop.capa(), "CAPA not supported"),
+        ({"CAPA": b"+OK\r\nUSER\r\n.\r\n"}, None, lambda pop: pop.stls(), "STLS not supported"),
+    ],
+)
+def test_local_errors_are_poplibs(
+    scripted: Callable[..., Scripted],
+    replies: dict[str, bytes],
+    greeting: bytes | None,
+    action: Callable[[Any], Any],
+    message: str,
+) -> None:
+    kwargs = {"greeting": greeting} if greeting else {}
+    server = scripted(replies, **kwargs)
+    expected, got = both(server.port, action)
+    assert got == expected
+    assert got[0] == "error_proto"
+    assert message in got[1][0]
+
+
+def test_pop3_ssl_has_the_signature_of_this_pythons_poplib() -> None:
+    if sys.version_info >= (3, 12):  # gh-94172 removed keyfile and certfile
+        with pytest.raises(TypeError):
+            dropin.POP3_SSL("127.0.0.1", 1, "key.pem")  # type: ignore[misc]
+        return
+    context = ssl.create_default_context()
+    for kwargs in ({"keyfile": "k.pem"}, {"certfile": "c.pem"}):
+        with pytest.raises(ValueError, match="mutually exclusive"):
+            dropin.POP3_SSL("127.0.0.1", 1, context=context, **kwargs)
+    with pytest.warns(DeprecationWarning, match="deprecated"), pytest.raises(OSError):
+        dropin.POP3_SSL("127.0.0.1", 1, certfile="/nonexistent/cert.pem")
+
+
+def test_auth_debug_output(
+    scripted: Callable[..., Scripted], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = scripted({"AUTH": b"+ \r\n", "": b"+OK done\r\n", "QUIT": b"+OK\r\n"})
+    with dropin.POP3("127.0.0.1", server.port) as pop:
+        pop.set_debuglevel(2)
+        assert pop.auth("X", lambda challenge: b"") == b"+OK done"
+    out = capsys.readouterr().out
+    assert "*resp* b'+ '" in out
+    assert "*resp* b'+OK done'" in out

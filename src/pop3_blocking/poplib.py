@@ -76,7 +76,7 @@ CRLF = CR + LF
 _MAXLINE = 2048
 
 # Bytes a multi-line reply is read in (the socket file's buffer size).
-_BLOCK = 64 * 1024
+_BLOCK = 1024 * 1024
 
 _DEFAULT_TIMEOUT: Any = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
 
