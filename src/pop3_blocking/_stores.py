@@ -14,6 +14,7 @@ thread per session, the anyio server from worker threads.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import hmac
 import logging
@@ -25,7 +26,7 @@ import threading
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from pop3core import (
     Credential,
@@ -73,6 +74,34 @@ def _check_indexes(indexes: Iterable[int], count: int) -> list[int]:
         if not 0 <= index < count:
             raise IndexError(f"no message at index {index} (there are {count})")
     return checked
+
+
+class _SessionMaildrop(abc.ABC):
+    """What both stores' maildrops share: refusing use after `close`, and ``with``."""
+
+    _closed: bool
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the lock. Idempotent."""
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MaildropError("the maildrop is closed")
+
+    def __enter__(self: _M) -> _M:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+_M = TypeVar("_M", bound=_SessionMaildrop)
 
 
 # ---------------------------------------------------------------- memory
@@ -155,7 +184,7 @@ class MemoryStore:
             self._locked.discard(user)
 
 
-class MemoryMaildrop:
+class MemoryMaildrop(_SessionMaildrop):
     """One session's view of a `MemoryStore` maildrop (see `_storage.Maildrop`)."""
 
     def __init__(self, store: MemoryStore, user: str, messages: list[_Stored]) -> None:
@@ -196,21 +225,6 @@ class MemoryMaildrop:
         if not self._closed:
             self._closed = True
             self._store._release(self.user)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise MaildropError("the maildrop is closed")
-
-    def __enter__(self) -> MemoryMaildrop:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 # ---------------------------------------------------------------- Maildir
@@ -525,7 +539,7 @@ class MaildirStore:
             return virtual + (2 if last not in (-1, _LF) else 0)
 
 
-class MaildirMaildrop:
+class MaildirMaildrop(_SessionMaildrop):
     """One session's view of a Maildir, opened by `MaildirStore.open`."""
 
     def __init__(self, maildir: str, lock: _Lock, messages: list[_MaildirMessage]) -> None:
@@ -655,21 +669,6 @@ class MaildirMaildrop:
         """Release the lock. Idempotent."""
         self._closed = True
         self._lock.release()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise MaildropError("the maildrop is closed")
-
-    def __enter__(self) -> MaildirMaildrop:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 # ---------------------------------------------------------------- credentials
