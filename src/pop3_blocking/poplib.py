@@ -507,6 +507,8 @@ class _LineCollector:
             self._partial_len = 0
             piece = piece[1:]
             newlines -= 1
+            if not piece:
+                return
         parts = piece.split(CRLF)
         if len(parts) - 1 != newlines:
             self._keep_whole(piece)
