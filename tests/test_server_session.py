@@ -372,15 +372,40 @@ def test_answering_without_a_request_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("uid", "size"), [("", 1), ("x" * 71, 1), ("has space", 1), ("ok", -1), ("é", 1)]
+    ("uid", "size"),
+    [
+        ("", 1),
+        ("x" * 71, 1),
+        ("has space", 1),
+        ("ok", -1),
+        ("é", 1),
+        ("new\nline", 1),
+        ("tab\t", 1),
+        ("del\x7f", 1),
+        (b"bytes", 1),
+        ("ok", "1"),
+        ("ok", 1.0),
+    ],
 )
-def test_invalid_listing_is_refused(uid: str, size: int) -> None:
+@pytest.mark.parametrize("position", [0, 2])
+def test_invalid_listing_is_refused(uid: Any, size: Any, position: int) -> None:
     h = Harness()
     h.app.manual.add(p.MaildropRequest)
     h.session.receive_data(b"USER alice\r\nPASS secret\r\n")
     h.app.pump()
-    with pytest.raises(p.LocalProtocolError):
-        h.session.maildrop_opened([p.MessageInfo(size, uid)])
+    listing = [p.MessageInfo(10, "a"), p.MessageInfo(20, "x" * 70)]
+    listing.insert(position, p.MessageInfo(size, uid))
+    with pytest.raises(p.LocalProtocolError, match="invalid"):
+        h.session.maildrop_opened(listing)
+
+
+def test_a_listing_of_plain_tuples_is_accepted() -> None:
+    h = Harness()
+    h.app.manual.add(p.MaildropRequest)
+    h.session.receive_data(b"USER alice\r\nPASS secret\r\n")
+    h.app.pump()
+    h.session.maildrop_opened([(10, "a"), p.MessageInfo(0, "~!"), (5, "b", False)])  # type: ignore[list-item]
+    assert h.session.bytes_to_send().endswith(b"+OK alice has 3 messages (15 octets)\r\n")
 
 
 def test_empty_maildrop() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import itertools
+import operator
 import secrets
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
@@ -101,6 +102,42 @@ class MessageInfo(NamedTuple):
     size: int
     uid: str
     needs_utf8: bool = False
+
+
+_SIZE = operator.attrgetter("size")
+_UID = operator.attrgetter("uid")
+
+
+def _valid_uid(uid: object) -> bool:
+    """1-70 characters in 0x21-0x7E (RFC 1939 section 7)."""
+    return (
+        isinstance(uid, str)
+        and 1 <= len(uid) <= 70
+        and uid.isascii()
+        and uid.isprintable()
+        and " " not in uid
+    )
+
+
+def _listing_is_valid(entries: list[MessageInfo]) -> bool:
+    """Whether every size is an int >= 0 and every uid valid, in C-level passes.
+
+    The rule of `_valid_uid`, applied to all uids at once: a maildrop of
+    100,000 messages is checked in a few milliseconds.
+    """
+    if not entries:
+        return True
+    sizes = list(map(_SIZE, entries))
+    if set(map(type, sizes)) != {int} or min(sizes) < 0:
+        return False
+    uids = list(map(_UID, entries))
+    if set(map(type, uids)) != {str}:
+        return False
+    lengths = list(map(len, uids))
+    if min(lengths) < 1 or max(lengths) > 70:
+        return False
+    joined = "".join(uids)
+    return joined.isascii() and joined.isprintable() and " " not in joined
 
 
 @dataclass(frozen=True)
@@ -598,21 +635,23 @@ class ServerSession:
         waiting = self._waiting
         if type(waiting) is not MaildropRequest:
             raise LocalProtocolError("no MaildropRequest is waiting for an answer")
-        entries = [MessageInfo(*entry) for entry in listing]
-        for entry in entries:
-            if entry.size < 0:
-                raise LocalProtocolError(f"negative message size in listing: {entry}")
-            uid = entry.uid
-            # 1-70 characters in 0x21-0x7E (RFC 1939 section 7)
-            if not (1 <= len(uid) <= 70 and uid.isascii() and uid.isprintable()) or " " in uid:
-                raise LocalProtocolError(f"invalid unique id in listing: {entry.uid!r}")
+        entries = list(listing)
+        if set(map(type, entries)) - {MessageInfo}:
+            entries = [MessageInfo(*entry) for entry in entries]
+        if not _listing_is_valid(entries):
+            # Find the culprit for the message: only when something is wrong.
+            for entry in entries:
+                if type(entry.size) is not int or entry.size < 0:
+                    raise LocalProtocolError(f"invalid message size in listing: {entry}")
+                if not _valid_uid(entry.uid):
+                    raise LocalProtocolError(f"invalid unique id in listing: {entry.uid!r}")
         self._waiting = None
         self.username = waiting.username
         self._listing = entries
         self._deleted = set()
         self._listing_cache = {}
         self._count = len(entries)
-        self._octets = sum(entry.size for entry in entries)
+        self._octets = sum(map(_SIZE, entries))
         self._ok(f"{waiting.username} has {self._count} messages ({self._octets} octets)")
 
     def maildrop_failed(
