@@ -34,6 +34,7 @@ from typing import Any, BinaryIO, Generic, TypeVar, cast
 import pytest
 
 import memory_peak
+import pop3_blocking.poplib as dropin
 from _harness import (
     POPLIB,
     POPLIB_UNPARSED,
@@ -170,13 +171,6 @@ def raw_sessions(port: int, user: str) -> Sessions[RawSession]:
     return Sessions(lambda: RawSession(port, user), RawSession.close)
 
 
-def dropin_class() -> type[poplib.POP3]:
-    module = pytest.importorskip(
-        "pop3_blocking.poplib", reason="pop3_blocking.poplib (the drop-in) is not there yet"
-    )
-    return cast(type[poplib.POP3], module.POP3)
-
-
 def rounds_for_latency(measure: Measure) -> Measure:
     """1,000 round trips of 10 ms make a poplib round take 10 s: 3 rounds (quick 2)."""
     settings = measure.settings
@@ -208,33 +202,23 @@ def check_poplib_retr(reply: tuple[bytes, list[bytes], int], corpus: Corpus) -> 
     assert octets == len(corpus.body)  # poplib counts the lines' CRLFs, not the stuffing
 
 
+POPLIB_API: dict[str, type[poplib.POP3]] = {POPLIB: poplib.POP3, DROPIN: dropin.POP3}
+
+
+@pytest.mark.parametrize("impl", list(POPLIB_API))
 @pytest.mark.parametrize("name", CORPORA)
-def test_retr_poplib(
-    name: str, corpora: Callable[[str], Corpus], loopback: Loopback, measure: Measure
+def test_retr_poplib_api(
+    name: str, impl: str, corpora: Callable[[str], Corpus], loopback: Loopback, measure: Measure
 ) -> None:
+    """stdlib poplib and the drop-in, the same calls on the same bytes."""
     corpus = corpora(name)
     group = retr_group(name)
-    with poplib_sessions(poplib.POP3, loopback.port, name) as sessions:
+    with poplib_sessions(POPLIB_API[impl], loopback.port, name) as sessions:
         reply = poplib_retr(sessions.open())
         assert b"\r\n".join(reply[1]) + b"\r\n" == corpus.body
         check_poplib_retr(reply, corpus)
         del reply
-        result = measure(group, POPLIB, len(corpus.wire), poplib_retr, setup=sessions.setup)
-        check_poplib_retr(result, corpus)
-
-
-@pytest.mark.parametrize("name", CORPORA)
-def test_retr_dropin(
-    name: str, corpora: Callable[[str], Corpus], loopback: Loopback, measure: Measure
-) -> None:
-    corpus = corpora(name)
-    group = retr_group(name)
-    with poplib_sessions(dropin_class(), loopback.port, name) as sessions:
-        reply = poplib_retr(sessions.open())
-        assert b"\r\n".join(reply[1]) + b"\r\n" == corpus.body
-        check_poplib_retr(reply, corpus)
-        del reply
-        result = measure(group, DROPIN, len(corpus.wire), poplib_retr, setup=sessions.setup)
+        result = measure(group, impl, len(corpus.wire), poplib_retr, setup=sessions.setup)
         check_poplib_retr(result, corpus)
 
 
