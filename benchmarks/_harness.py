@@ -486,9 +486,16 @@ def write_summary(terminalreporter: Any, config: pytest.Config) -> None:
         if mine is None or theirs is None:
             continue
         best, median = theirs.best / mine.best, theirs.median / mine.median
+        # What a client that costs nothing would score: the raw read of the same reply.
+        raw = index.get((group, RAW_SOCKET))
+        ceiling = (
+            f"  (ceiling: the raw read alone is {theirs.best / raw.best:.2f}x)"
+            if raw is not None and base != RAW_SOCKET
+            else ""
+        )
         write(
             f"  {group:<18} {ours} vs {base:<13} goal >= {target:>5.2f}x  "
-            f"measured {best:5.2f}x ({median:5.2f}x)  {_verdict(best, median, target)}"
+            f"measured {best:5.2f}x ({median:5.2f}x)  {_verdict(best, median, target)}{ceiling}"
         )
     _write_limits(write)
 

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pop3core as p
 from tests.helpers import SPLITS, Split, drain, feed
@@ -436,6 +438,44 @@ def test_large_listing_is_cached_until_dele_or_rset() -> None:
     assert 2 not in p.parse_uidl(h.body(p.Uidl()))
     h.send(p.Rset())
     assert len(p.parse_list(h.body(p.List()))) == 20_000
+
+
+_UID_CHARS = "".join(map(chr, range(0x21, 0x7F)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 2**40), st.text(_UID_CHARS, min_size=1, max_size=70)),
+        max_size=40,
+    ),
+    st.data(),
+)
+def test_listing_bodies_are_one_line_per_undeleted_message(
+    entries: list[tuple[int, str]], data: st.DataObject
+) -> None:
+    """LIST and UIDL render, in one pass, what a line-by-line format would."""
+    deleted = data.draw(st.sets(st.integers(1, len(entries))) if entries else st.just(set()))
+    session = p.ServerSession(p.ServerOptions(allow_cleartext=True))
+    session.receive_data(b"USER alice\r\nPASS secret\r\n")
+    while (event := session.next_event()) is not p.NEED_DATA:
+        if type(event) is p.PasswordCheck:
+            session.password_checked(True)
+        elif type(event) is p.MaildropRequest:
+            session.maildrop_opened(p.MessageInfo(size, uid) for size, uid in entries)
+    if deleted:
+        session.receive_data(b"".join(b"DELE %d\r\n" % n for n in sorted(deleted)))
+        assert session.next_event() is p.NEED_DATA
+    session.bytes_to_send()
+    kept = [(n, size, uid) for n, (size, uid) in enumerate(entries, 1) if n not in deleted]
+    for command, line in ((b"LIST", "{} {}\r\n"), (b"UIDL", "{} {}\r\n")):
+        session.receive_data(command + b"\r\n")
+        assert session.next_event() is p.NEED_DATA
+        reply = session.bytes_to_send()
+        body = reply[reply.index(b"\r\n") + 2 :]
+        field = 1 if command == b"LIST" else 2
+        expected = "".join(line.format(entry[0], entry[field]) for entry in kept)
+        assert body == expected.encode("ascii") + b".\r\n"
 
 
 def test_message_failure_before_and_after_start() -> None:
