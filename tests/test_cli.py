@@ -59,7 +59,8 @@ def test_passwd_writes_a_line_the_authenticator_accepts(
     assert bob.verify_password("bob-pw")
 
 
-def test_serve_serves_maildirs_until_terminated(tmp_path: Path) -> None:
+@pytest.mark.parametrize("utf8", [False, True])
+def test_serve_serves_maildirs_until_terminated(tmp_path: Path, utf8: bool) -> None:
     users = tmp_path / "users"
     entry = p.PasswdEntry("alice", p.Credential.parse(p.hash_password("secret")))
     users.write_text(p.format_passwd_line(entry) + "\n")
@@ -72,7 +73,7 @@ def test_serve_serves_maildirs_until_terminated(tmp_path: Path) -> None:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "pop3_blocking", "serve", "--maildir", template,
-         "--users", str(users), "--listen", f"127.0.0.1:{port}"],
+         "--users", str(users), "--listen", f"127.0.0.1:{port}", *(["--utf8"] if utf8 else [])],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -82,6 +83,9 @@ def test_serve_serves_maildirs_until_terminated(tmp_path: Path) -> None:
         assert server.stdout is not None
         assert server.stdout.readline().startswith(f"listening on 127.0.0.1:{port}")
         with Client("127.0.0.1", port, tls="none", timeout=10) as client:
+            capabilities = client.capabilities
+            assert capabilities is not None
+            assert capabilities.utf8 is utf8
             client.login("alice", "secret")  # SCRAM-SHA-256 from the passwd-file
             assert client.retr(1) == b"Subject: hi\r\n\r\n.dot\r\n"
             client.dele(1)

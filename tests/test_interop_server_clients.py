@@ -11,6 +11,7 @@ documented changes each client makes on delivery:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import poplib
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from pop3_blocking import MaildirStore, PasswdFileAuthenticator, Server
+from pop3core import ServerOptions
 from tests.blocking_helpers import Certificates
 from tests.mailcorpus import (
     find_id,
@@ -48,21 +50,38 @@ def ca_file(certs: Certificates, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return path
 
 
-@pytest.fixture(scope="module")
-def server(certs: Certificates, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def start_server(certs: Certificates, home: Path, options: ServerOptions | None = None) -> Server:
     # The real stores: a seeded Maildir (LF-stored files, served as CRLF) and a
     # Dovecot-style passwd-file.
-    home = tmp_path_factory.mktemp("mail")
     seed_maildir(home / "alice" / "Maildir", MESSAGES)
     (home / "users").write_text("alice:{PLAIN}secret\n")
-    server = Server(
+    return Server(
         MaildirStore(str(home / "{user}" / "Maildir")),
         PasswdFileAuthenticator(home / "users"),
         port=0,
         tls_port=0,
         ssl_context=certs.server_context(),
         auth_failure_delay=0,
+        options=options,
     ).start()
+
+
+@pytest.fixture(scope="module")
+def server(certs: Certificates, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The default server, which does not offer UTF8 (RFC 6856): every message as stored.
+
+    None of these clients speaks UTF8; offered it, the server refuses them the
+    message with raw UTF-8 header fields (`test_utf8_headers_need_utf8_mode`).
+    """
+    server = start_server(certs, tmp_path_factory.mktemp("mail"))
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def utf8_server(certs: Certificates, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server that offers UTF8."""
+    server = start_server(certs, tmp_path_factory.mktemp("mail"), ServerOptions(utf8=True))
     yield server
     server.shutdown()
 
@@ -233,3 +252,43 @@ def test_client_fetches_everything(
     files = CLIENTS[client](server, mode, tmp_path, ca_file)
     assert len(files) == len(MESSAGES)
     check(files, client)
+
+
+@pytest.mark.parametrize("mode", ["none", "implicit"])
+def test_utf8_headers_need_utf8_mode(utf8_server: Server, ca_file: Path, mode: str) -> None:
+    """stdlib poplib gets -ERR [UTF8] for raw UTF-8 header fields, the message after UTF8."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(ca_file))
+    port = port_for(utf8_server, mode)
+    international = [n for n, m in enumerate(MESSAGES, 1) if m.hid == "special-8bit-utf8"]
+    assert len(international) == 1
+    number = international[0]
+
+    def connect() -> poplib.POP3:
+        if mode == "implicit":
+            return poplib.POP3_SSL("127.0.0.1", port, context=context)
+        return poplib.POP3("127.0.0.1", port)
+
+    with contextlib.closing(connect()) as client:
+        assert "UTF8" in client.capa()
+        client.user("alice")
+        client.pass_("secret")
+        with pytest.raises(poplib.error_proto) as refused:
+            client.retr(number)
+        assert refused.value.args[0].startswith(b"-ERR [UTF8]")
+        with pytest.raises(poplib.error_proto):
+            client.top(number, 0)
+        # Everything else, 8-bit bodies included, comes as stored.
+        for n, message in enumerate(MESSAGES, 1):
+            if n != number:
+                assert b"\r\n".join(client.retr(n)[1]) + b"\r\n" == message.wire
+        client.quit()
+
+    with contextlib.closing(connect()) as client:
+        assert client.utf8().startswith(b"+OK")
+        client.user("alice")
+        client.pass_("secret")
+        _, lines, _ = client.retr(number)
+        assert b"\r\n".join(lines) + b"\r\n" == MESSAGES[number - 1].wire
+        client.quit()

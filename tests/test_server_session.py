@@ -10,9 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pop3core as p
+from pop3core._message import HeaderScreen
 from tests.helpers import SPLITS, Split, drain, feed
 
 RFC_TIMESTAMP = b"<1896.697170952@dbc.mtview.ca.us>"
+UTF8_OFFERED = p.ServerOptions(allow_cleartext=True, utf8=True)
 
 MESSAGES = [
     b"Subject: one\r\nFrom: a@example.org\r\n\r\n.dot first body line\r\nline 2\r\nline 3\r\n",
@@ -479,7 +481,7 @@ def test_listing_bodies_are_one_line_per_undeleted_message(
 
 
 def test_message_failure_before_and_after_start() -> None:
-    h = Harness()
+    h = Harness(UTF8_OFFERED)
     h.app.manual.add(p.MessageRequest)
     h.login()
     h.session.receive_data(h.client.send(p.Retr(1)))
@@ -492,6 +494,9 @@ def test_message_failure_before_and_after_start() -> None:
     h.session.receive_data(b"RETR 1\r\n")
     h.app.pump()
     h.session.send_message(b"Subject: x\r\n")
+    assert not h.session.message_started  # held until the header section is seen
+    h.session.send_message(b"\r\nbody")
+    assert h.session.message_started
     with pytest.raises(p.LocalProtocolError):
         h.session.message_failed()
 
@@ -537,6 +542,7 @@ def test_capabilities_depend_on_state() -> None:
         implementation="pop3 tests",
         login_delay=300,
         expire=30,
+        utf8=True,
     )
     h = Harness(options)
     caps = p.parse_capa(h.body(p.Capa()))
@@ -623,7 +629,7 @@ def test_stls_unavailable() -> None:
 
 def test_utf8_mode_and_messages_that_need_it() -> None:
     h = Harness(
-        p.ServerOptions(allow_cleartext=True, tls_available=True),
+        p.ServerOptions(allow_cleartext=True, tls_available=True, utf8=True),
         utf8_flags=[True, False, False],
     )
     h.login()
@@ -634,7 +640,7 @@ def test_utf8_mode_and_messages_that_need_it() -> None:
     assert h.body(p.Retr(2)) == h.app.messages[1]
 
     h2 = Harness(
-        p.ServerOptions(allow_cleartext=True, tls_available=True),
+        p.ServerOptions(allow_cleartext=True, tls_available=True, utf8=True),
         utf8_flags=[True, False, False],
     )
     assert kinds(h2.send(p.Utf8())) == [p.OkResponse]
@@ -643,6 +649,77 @@ def test_utf8_mode_and_messages_that_need_it() -> None:
     assert "STLS" not in p.parse_capa(h2.body(p.Capa()))
     h2.login()
     assert h2.body(p.Retr(1)) == h2.app.messages[0]
+
+
+INTERNATIONAL = [
+    "Subject: Grüße\r\nFrom: a@example.org\r\n\r\nbody\r\n".encode(),  # raw UTF-8 header
+    "Subject: plain\r\n\r\nÜnïcödé body only\r\n".encode(),  # 8-bit body: fine
+    "X-Only-Headers: ✓\r\n".encode(),  # no empty line: all header section
+    b"X-Only-Headers: ascii\r\n",
+    "\r\nno header section at all: \xff body\r\n".encode("latin-1"),
+]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1000])
+def test_utf8_headers_are_refused_outside_utf8_mode(chunk: int) -> None:
+    """RFC 6856: having offered UTF8, never send raw UTF-8 header fields without it."""
+    h = Harness(UTF8_OFFERED, messages=INTERNATIONAL, chunk=chunk)
+    h.login()
+    for command in (p.Retr(1), p.Top(1, 0), p.Retr(3), p.Top(3, 5)):
+        (err,) = h.send(command)
+        assert isinstance(err, p.ErrResponse)
+        assert err.code == p.UTF8
+    assert h.body(p.Retr(2)) == h.app.messages[1]
+    assert h.body(p.Retr(4)) == h.app.messages[3]
+    assert h.body(p.Retr(5)) == h.app.messages[4]
+    assert h.body(p.Top(2, 0)) == b"Subject: plain\r\n\r\n"
+    assert p.parse_list(h.body(p.List()))[1] == len(h.app.messages[0])  # LIST knows no better
+    assert kinds(h.send(p.Noop())) == [p.OkResponse]
+
+    h2 = Harness(UTF8_OFFERED, messages=INTERNATIONAL, chunk=chunk)
+    assert kinds(h2.send(p.Utf8())) == [p.OkResponse]
+    h2.login()
+    assert h2.body(p.Retr(1)) == h2.app.messages[0]
+    assert h2.body(p.Retr(3)) == h2.app.messages[2]
+    assert h2.body(p.Top(1, 0)) == "Subject: Grüße\r\nFrom: a@example.org\r\n\r\n".encode()
+
+    h3 = Harness(messages=INTERNATIONAL)  # UTF8 not offered (the default)
+    h3.login()
+    assert h3.body(p.Retr(1)) == h3.app.messages[0]  # served as stored
+
+
+def test_header_screen_judges_a_header_section_without_end_at_its_limit() -> None:
+    screen = HeaderScreen(limit=10)
+    assert screen.feed(b"X-A: 12") is None
+    assert screen.feed(b"34\r\nmore") is True  # 10 octets seen and no empty line
+    assert screen.held == [b"X-A: 12", b"34\r\nmore"]
+    screen = HeaderScreen(limit=10)
+    assert screen.feed("X: é".encode()) is None
+    assert screen.feed(b"\r\n\r") is None
+    assert screen.feed(b"\n") is False  # the empty line straddled three chunks
+    screen = HeaderScreen(limit=10)
+    assert screen.feed(b"\r\n") is True  # an empty header section
+    assert HeaderScreen().finish() is True
+
+
+def test_message_failed_after_a_utf8_refusal_adds_no_reply() -> None:
+    h = Harness(UTF8_OFFERED, messages=INTERNATIONAL)
+    h.app.manual.add(p.MessageRequest)
+    h.login()
+    h.session.receive_data(h.client.send(p.Retr(1)))
+    request = h.app.pump()
+    assert isinstance(request, p.MessageRequest)
+    assert h.session.send_message(h.app.messages[0][:3]) is True  # held: no verdict yet
+    assert not h.session.message_started
+    assert h.session.data_to_send() == []
+    assert h.session.send_message(h.app.messages[0][3:]) is False
+    assert h.session.send_message(b"more") is False
+    h.session.message_failed()
+    (err,) = h._to_client()
+    assert isinstance(err, p.ErrResponse)
+    assert err.code == p.UTF8
+    h.app.manual.clear()
+    assert kinds(h.send(p.Noop())) == [p.OkResponse]
 
 
 def test_utf8_disabled() -> None:

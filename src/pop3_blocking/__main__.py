@@ -91,7 +91,9 @@ def serve(args: argparse.Namespace) -> int:
         ssl_context=context,
         allow_cleartext=True if args.allow_cleartext else "loopback",
         autologout=args.autologout,
-        options=pop3core.ServerOptions(implementation=f"pop3 {pop3core.__version__}"),
+        options=pop3core.ServerOptions(
+            implementation=f"pop3 {pop3core.__version__}", utf8=args.utf8
+        ),
     )
     for bound_host, bound_port, implicit in server.addresses:
         kind = "implicit TLS" if implicit else "plain" + (" + STLS" if context else "")
@@ -158,6 +160,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="accept USER/PASS and PLAIN without TLS from anywhere (default: loopback only)",
     )
     s.add_argument("--autologout", type=float, default=MINIMUM_AUTOLOGOUT, help="seconds, >= 600")
+    s.add_argument(
+        "--utf8",
+        action="store_true",
+        help="offer UTF8 (RFC 6856); clients that do not use it then get -ERR [UTF8] "
+        "for messages with non-ASCII header fields (default: not offered, all served as stored)",
+    )
     s.add_argument("-v", "--verbose", action="count", default=0)
     pw = commands.add_parser("passwd", help="write a user's line to a passwd-file")
     pw.add_argument("user")

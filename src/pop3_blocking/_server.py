@@ -466,7 +466,7 @@ class _Handler:
                 if not more:
                     break
         except (MaildropError, OSError) as exc:
-            if not started:
+            if not session.message_started:  # chunks may be held unsent (RFC 6856 check)
                 logger.warning("cannot read message %d: %s", request.number, exc)
                 session.message_failed("cannot read the message", SYS_TEMP)
                 return

@@ -8,7 +8,7 @@ stored, and `NewlineNormalizer` produces those bytes, chunk by chunk.
 
 from __future__ import annotations
 
-__all__ = ["NewlineNormalizer", "TopCutter", "normalize_newlines", "wire_size"]
+__all__ = ["HeaderScreen", "NewlineNormalizer", "TopCutter", "normalize_newlines", "wire_size"]
 
 _CR = 0x0D
 _LF = 0x0A
@@ -140,3 +140,40 @@ class TopCutter:
             pos = chunk.find(b"\n", pos) + 1
         self._remaining = 0
         return pos
+
+
+class HeaderScreen:
+    """Holds the start of a CRLF-normalised message until its header section is known.
+
+    RFC 6856: outside UTF8 mode a server must not send a message whose header
+    fields carry raw UTF-8 (or any octet above 0x7F). The header section ends at
+    the first empty line; `feed` answers once it has seen that line, or
+    `limit` octets without it (then those octets are judged as the header
+    section: a longer one is not real mail). The chunks are kept as given, not
+    copied, for the caller to send once the verdict is True; the header bytes
+    themselves are copied once, into a buffer of at most about `limit` octets.
+    """
+
+    __slots__ = ("_header", "_limit", "held")
+
+    def __init__(self, limit: int = 256 * 1024) -> None:
+        self._limit = limit
+        self._header = bytearray(b"\r\n")  # as if after a line end: a leading CRLF ends it
+        self.held: list[bytes | bytearray | memoryview] = []
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> bool | None:
+        """Hold `chunk`; True if the header section is ASCII, False if not, None: feed more."""
+        self.held.append(chunk)
+        header = self._header
+        start = max(len(header) - 3, 0)  # a blank line may straddle two chunks
+        header += chunk
+        end = header.find(b"\r\n\r\n", start)
+        if end >= 0:
+            return header[: end + 2].isascii()
+        if len(header) - 2 >= self._limit:
+            return header.isascii()
+        return None
+
+    def finish(self) -> bool:
+        """The verdict when the message ended first: it was all header section."""
+        return self._header.isascii()

@@ -54,7 +54,7 @@ from ._events import (
     User,
     Utf8,
 )
-from ._message import TopCutter
+from ._message import HeaderScreen, TopCutter
 from ._parsers import apop_digest
 from ._sasl._base import (
     AuthenticationFailed,
@@ -167,6 +167,12 @@ class ServerOptions:
       loopback or trusted networks).
     * ``apop``: put a timestamp in the greeting and accept APOP.
     * ``mechanisms``: the SASL mechanisms, server side, in the order offered.
+    * ``utf8``: offer UTF8 (RFC 6856). Then a client that does not send it gets
+      ``-ERR [UTF8]`` for any message whose header fields are not ASCII (the
+      session checks them as the message goes out): the RFC allows no other
+      answer short of downgrading the message. Off by default, as in Dovecot, so
+      that clients without UTF8 get every message as stored: mpop, for one,
+      abandons its whole download at the first refused message.
     """
 
     greeting: str = "POP3 server ready"
@@ -178,7 +184,7 @@ class ServerOptions:
     implementation: str | None = None
     login_delay: int | None = None
     expire: int | Literal["NEVER"] | None = None
-    utf8: bool = True
+    utf8: bool = False
     languages: Sequence[tuple[str, str]] = (("en", "English"),)
     max_bad_commands: int = 10
     max_login_failures: int = 3
@@ -351,6 +357,8 @@ class ServerSession:
         self._message: MessageRequest | None = None
         self._message_started = False
         self._cutter: TopCutter | None = None
+        self._screen: HeaderScreen | None = None  # RFC 6856, until the headers are seen
+        self._refused = False  # the requested message got -ERR [UTF8]
         self._ended: SessionEnded | None = None
         self._ended_reported = False
 
@@ -807,18 +815,55 @@ class ServerSession:
         self._message = MessageRequest(event.which, index, info.uid, info.size, top)
         self._message_started = False
         self._cutter = None if top is None else TopCutter(top)
+        # Having offered UTF8, the server must not send raw UTF-8 header fields to
+        # a client that did not enable it (RFC 6856 section 2); stores need not
+        # know which messages have them: the headers are checked on the way out.
+        self._screen = HeaderScreen() if self.options.utf8 and not self.conn.utf8_active else None
         return self._message
 
     def send_message(self, chunk: bytes | bytearray | memoryview) -> bool:
         """Send the next chunk of the requested message (CRLF-normalised bytes).
 
-        Returns False once no more is needed (TOP's cut is complete); the rest
-        of the message may then be skipped. Call `end_message` in any case.
+        Returns False once no more is needed (TOP's cut is complete, or the
+        message was refused with ``-ERR [UTF8]`` because its header fields are
+        not ASCII and the client did not send UTF8); the rest of the message may
+        then be skipped. Call `end_message` in any case. Until the end of the
+        header section is seen, chunks are held (not copied), so the reply may
+        start only with a later call.
         """
         if type(self._waiting) is not MessageRequest:
             raise LocalProtocolError("no MessageRequest is being answered")
+        if self._refused:
+            return False
+        screen = self._screen
+        if screen is not None:
+            verdict = screen.feed(chunk)
+            return True if verdict is None else self._release(screen, verdict)
         if not self._message_started:
             self._start_message()
+        return self._pass(chunk)
+
+    @property
+    def message_started(self) -> bool:
+        """Whether the reply to the requested message has begun (`message_failed` is too late)."""
+        return self._message_started
+
+    def _release(self, screen: HeaderScreen, ascii_headers: bool) -> bool:
+        """Start the reply with the held chunks, or refuse the message."""
+        self._screen = None
+        if not ascii_headers:
+            self._refused = True
+            self._err("the message has UTF-8 header fields: send UTF8 first", UTF8)
+            return False
+        self._start_message()
+        more = True
+        for held in screen.held:
+            more = self._pass(held)
+            if not more:
+                break
+        return more
+
+    def _pass(self, chunk: bytes | bytearray | memoryview) -> bool:
         cutter = self._cutter
         if cutter is None:
             if chunk:
@@ -844,25 +889,36 @@ class ServerSession:
         """Finish the message started with `send_message` (or an empty one)."""
         if type(self._waiting) is not MessageRequest:
             raise LocalProtocolError("no MessageRequest is being answered")
-        if not self._message_started:
-            self._start_message()
-        self._send(EndOfMultiline())
-        self._waiting = self._message = self._cutter = None
+        screen = self._screen
+        if screen is not None:  # the message ended within its header section
+            self._release(screen, screen.finish())
+        if not self._refused:
+            if not self._message_started:
+                self._start_message()
+            self._send(EndOfMultiline())
+        self._clear_message()
 
     def message_failed(
         self, text: str = "cannot read the message", code: ResponseCode | None = SYS_TEMP
     ) -> None:
-        """Refuse the requested message with ``-ERR``; only before any chunk was sent.
+        """Refuse the requested message with ``-ERR``; only before the reply has started.
 
         Once a message has started there is no way to signal an error in-band:
         close the connection instead (the session then ends without UPDATE).
+        After a refusal by `send_message` the reply is already given; this only
+        ends the request.
         """
         if type(self._waiting) is not MessageRequest:
             raise LocalProtocolError("no MessageRequest is being answered")
         if self._message_started:
             raise LocalProtocolError("the message has started; close the connection instead")
-        self._waiting = self._message = self._cutter = None
-        self._err(text, code)
+        if not self._refused:
+            self._err(text, code)
+        self._clear_message()
+
+    def _clear_message(self) -> None:
+        self._waiting = self._message = self._cutter = self._screen = None
+        self._refused = False
 
 
 def _match_language(wanted: str, languages: Sequence[tuple[str, str]]) -> str | None:
