@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import poplib
 import socket
@@ -310,10 +311,10 @@ def raw(server: Server) -> socket.socket:
 
 
 def read_all(sock: socket.socket) -> bytes:
-    data = b""
+    data = bytearray()
     while chunk := sock.recv(65536):
         data += chunk
-    return data
+    return bytes(data)
 
 
 def test_bad_command_budget_closes(make_server: ServerFactory) -> None:
@@ -325,6 +326,52 @@ def test_bad_command_budget_closes(make_server: ServerFactory) -> None:
         )
 
 
+def test_a_password_that_is_not_utf8_is_refused(make_server: ServerFactory) -> None:
+    server = make_server(tls=False, allow_cleartext=True)
+    with raw(server) as sock:
+        sock.sendall(b"USER alice\r\nPASS \xff\xfe\r\nUSER alice\r\nPASS secret\r\nQUIT\r\n")
+        reply = read_all(sock).split(b"\r\n")
+        assert [line[:4] for line in reply[:5]] == [b"+OK ", b"-ERR", b"+OK ", b"+OK ", b"+OK "]
+
+
+class BrokenCredential:
+    """A stored credential whose checks fail in the backend."""
+
+    secret = None
+
+    def verify_password(self, password: str) -> bool:
+        raise RuntimeError("the hash library is gone")
+
+    def scram_keys(self, mechanism: str) -> None:
+        raise RuntimeError("the hash library is gone")
+
+
+def test_a_failing_credential_check_gets_sys_temp(make_server: ServerFactory) -> None:
+    authenticator = DictAuthenticator({"alice": "secret"})
+    authenticator.credential = lambda username: BrokenCredential()  # type: ignore[assignment,method-assign,return-value]
+    server = make_server(tls=False, allow_cleartext=True, authenticator=authenticator)
+    with raw(server) as sock:
+        sock.sendall(b"USER alice\r\nPASS secret\r\nQUIT\r\n")
+        reply = read_all(sock).split(b"\r\n")
+        assert reply[1].startswith(b"-ERR [SYS/TEMP]")
+        assert reply[2].startswith(b"+OK")
+
+
+def test_pipelined_commands_from_a_client_that_does_not_read(make_server: ServerFactory) -> None:
+    """The replies wait in the socket (the session pauses), then all of them arrive."""
+    server = make_server(
+        {"alice": [b"Subject: x\r\n\r\nbody\r\n"] * 500}, tls=False, allow_cleartext=True
+    )
+    with raw(server) as sock:
+        sock.sendall(b"USER alice\r\nPASS secret\r\n")
+        commands = b"DELE 1\r\nRSET\r\nUIDL\r\n" * 1000
+        sock.sendall(commands + b"QUIT\r\n")  # 25 KiB: fits the socket buffers
+        time.sleep(0.2)  # the server writes until the socket is full, then waits
+        replies = read_all(sock)
+    assert replies.count(b"+OK unique-id listing follows\r\n") == 1000
+    assert replies.endswith(b".\r\n+OK bye\r\n")
+
+
 def test_stls_injection_closes(make_server: ServerFactory) -> None:
     server = make_server()
     with raw(server) as sock:
@@ -332,6 +379,59 @@ def test_stls_injection_closes(make_server: ServerFactory) -> None:
         reply = read_all(sock)
         assert reply.startswith(b"-ERR")
         assert b"+OK" not in reply
+
+
+@pytest.mark.parametrize("mode", ["implicit", "stls"])
+def test_shutdown_ends_a_session_stalled_in_its_tls_handshake(
+    make_server: ServerFactory, certs: Certificates, mode: str
+) -> None:
+    """The handshake runs on a socket the registry does not hold yet: it is cut all the same."""
+    server = make_server(allow_cleartext=True)
+    port = server.tls_port if mode == "implicit" else server.port
+    assert port is not None
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        if mode == "stls":
+            assert sock.recv(512).startswith(b"+OK")
+            sock.sendall(b"STLS\r\n")
+            assert sock.recv(512).startswith(b"+OK")
+        deadline = time.monotonic() + 5
+        while not server._slots:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        (slot,) = server._slots
+        assert slot.thread is not None
+        started = time.monotonic()
+        server.shutdown(timeout=5)
+        assert time.monotonic() - started < 4
+        assert not slot.thread.is_alive()
+        with pytest.raises(OSError):  # ssl.SSLError is an OSError
+            certs.client_context().wrap_socket(sock, server_hostname="localhost")
+    assert server.test_store.commits == []  # type: ignore[attr-defined]
+
+
+class FlakyListener(socket.socket):
+    """A listening socket whose first accept fails as when the process is out of descriptors."""
+
+    failures = 1
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        if self.failures:
+            self.failures -= 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return super().accept()
+
+
+def test_accept_failures_do_not_stop_the_server() -> None:
+    server = Server(
+        DictStore({"alice": list(MESSAGES)}), DictAuthenticator({"alice": "secret"}), port=0
+    )
+    listener, implicit = server._listeners[0]
+    flaky = FlakyListener(fileno=listener.detach())
+    server._listeners[0] = (flaky, implicit)
+    with server, Client("127.0.0.1", server.port, tls="none", timeout=5) as client:
+        client.login("alice", "secret", method="USER", allow_cleartext=True)
+        assert client.stat().messages == len(MESSAGES)
+    assert flaky.failures == 0
 
 
 def test_autologout_closes_without_update(make_server: ServerFactory, certs: Certificates) -> None:

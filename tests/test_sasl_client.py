@@ -226,7 +226,7 @@ def test_exchange_misuse() -> None:
 def test_exchange_ok_after_cancel_is_an_error() -> None:
     exchange = started(LoginClient("u", "p"))
     assert exchange.receive(p.AuthChallenge(b"", valid=False)) == p.AuthCancel()
-    with pytest.raises(p.LocalProtocolError):
+    with pytest.raises(p.RemoteProtocolError):  # the server owed -ERR
         exchange.receive(p.AuthChallenge(b"again"))
     with pytest.raises(p.SASLError, match="cancelled"):
         exchange.receive(p.OkResponse())

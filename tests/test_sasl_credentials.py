@@ -91,6 +91,14 @@ def test_saslprep_equivalent_passwords() -> None:
     assert not credential.verify_password("ab")
 
 
+def test_passwords_that_are_not_unicode_match_nothing() -> None:
+    """PASS octets that are not UTF-8 arrive as lone surrogates: a no, not a crash."""
+    for odd in ("\udcff\udcfe", "\udced\udca0\udc80", "\ud800"):
+        assert not Credential.from_password("secret").verify_password(odd)
+        assert not Credential.parse(p.hash_password("secret", "SSHA512")).verify_password(odd)
+        assert not Credential.parse(p.hash_password("secret")).verify_password(odd)
+
+
 def test_scram_credential() -> None:
     keys = ScramKeys.from_password(PASSWORD, "SCRAM-SHA-256")
     credential = Credential(scram_sha256=keys)

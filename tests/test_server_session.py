@@ -480,6 +480,27 @@ def test_listing_bodies_are_one_line_per_undeleted_message(
         assert body == expected.encode("ascii") + b".\r\n"
 
 
+def test_pipelined_replies_are_held_to_the_high_water_mark() -> None:
+    """A client that pipelines commands without reading cannot make the session buffer them all."""
+    h = Harness(messages=[b"x\r\n"] * 2000)
+    h.login()
+    listing = h.body(p.Uidl())
+    assert len(listing) > 20_000
+    commands = b"DELE 1\r\nRSET\r\nUIDL\r\n" * 500  # each UIDL renders the listing anew
+    h.session.receive_data(commands)
+    written = []
+    while (event := h.session.next_event()) is p.PAUSED:
+        pending = h.session.bytes_to_send()
+        assert len(pending) < p.OUTPUT_HIGH_WATER + 2 * len(listing)
+        written.append(pending)
+    assert event is p.NEED_DATA
+    written.append(h.session.bytes_to_send())
+    assert len(written) > 10
+    replies = b"".join(written)
+    assert replies.count(b"+OK unique-id listing follows\r\n") == 500
+    assert replies.count(b"\r\n" + listing + b".\r\n") == 500
+
+
 def test_message_failure_before_and_after_start() -> None:
     h = Harness(UTF8_OFFERED)
     h.app.manual.add(p.MessageRequest)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import pop3core as p
@@ -31,6 +33,19 @@ def greeted_server() -> p.Connection:
 def test_invalid_events_are_refused_when_built(build: object) -> None:
     with pytest.raises(p.LocalProtocolError):
         build()  # type: ignore[operator]
+
+
+def test_a_refused_password_is_not_shown() -> None:
+    """A password read with its newline is refused, and the error does not repeat it."""
+    for build in (
+        lambda: p.Pass("hunter2-top-secret\n"),
+        lambda: p.RawCommand("PASS hunter2-top-secret\n"),
+    ):
+        with pytest.raises(p.LocalProtocolError) as refused:
+            build()
+        assert "hunter2" not in str(refused.value)
+    with pytest.raises(p.LocalProtocolError, match=re.escape(repr("a\x1bb"))):
+        p.User("a\x1bb")  # a user name is no secret: shown, to help
 
 
 def test_text_with_a_code_goes_through_code() -> None:

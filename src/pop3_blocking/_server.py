@@ -67,14 +67,22 @@ class _Slot:
     """One session's entry in the server's registry: its thread and current socket.
 
     The socket changes when TLS starts (``wrap_socket`` detaches the plain one),
-    so shutdown must look here rather than remember the accepted socket.
+    and the handshake runs before the new one is stored here; so shutdown cuts
+    the connection through `handle`, a duplicate descriptor of the accepted
+    socket, which stays valid through every change.
     """
 
-    __slots__ = ("sock", "thread")
+    __slots__ = ("handle", "sock", "thread")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.handle = sock.dup()
         self.thread: threading.Thread | None = None
+
+    def cut(self) -> None:
+        """End the connection: the session thread's next or current read sees EOF."""
+        with contextlib.suppress(OSError):
+            self.handle.shutdown(socket.SHUT_RDWR)
 
 
 class Server:
@@ -211,10 +219,14 @@ class Server:
                         sock, peer = ready.accept()
                     except (BlockingIOError, InterruptedError):
                         continue
-                    except OSError:
+                    except OSError as exc:
                         if self._stopping.is_set():
                             break
-                        raise
+                        # Out of descriptors or memory, or a connection reset before
+                        # it was accepted: pause, and keep serving once it passes.
+                        logger.warning("accept failed: %s", exc)
+                        self._stopping.wait(0.1)
+                        continue
                     self._admit(sock, peer, implicit=bool(key.data))
 
     def _admit(self, sock: socket.socket, peer: Any, *, implicit: bool) -> None:
@@ -225,7 +237,12 @@ class Server:
         with self._lock:
             full = len(self._slots) >= self.max_connections
             if not full and not self._stopping.is_set():
-                slot = _Slot(sock)
+                try:
+                    slot = _Slot(sock)
+                except OSError as exc:  # no descriptor left for the duplicate
+                    logger.warning("refusing %s: %s", peer, exc)
+                    sock.close()
+                    return
                 slot.thread = threading.Thread(
                     target=self._serve_connection,
                     args=(slot, peer, implicit),
@@ -233,7 +250,13 @@ class Server:
                     daemon=True,
                 )
                 self._slots.add(slot)
-                slot.thread.start()
+                try:
+                    slot.thread.start()
+                except RuntimeError as exc:  # no thread can be started
+                    logger.warning("refusing %s: %s", peer, exc)
+                    self._slots.discard(slot)
+                    slot.handle.close()
+                    sock.close()
                 return
         logger.warning("refusing %s: %d sessions already", peer, self.max_connections)
         try:
@@ -263,8 +286,7 @@ class Server:
         with self._lock:
             slots = list(self._slots)
         for slot in slots:
-            with contextlib.suppress(OSError):
-                slot.sock.shutdown(socket.SHUT_RDWR)  # the session thread sees EOF or an error
+            slot.cut()
         for slot in slots:
             if slot.thread is not None:
                 slot.thread.join(timeout)
@@ -318,6 +340,7 @@ class Server:
                 handler.close_maildrop()
             with contextlib.suppress(OSError):
                 slot.sock.close()
+            slot.handle.close()
             with self._lock:
                 self._slots.discard(slot)
             logger.info("connection from %s closed", peer)
@@ -351,16 +374,25 @@ class _Handler:
                 session.receive_data(data)
                 continue
             if event is PAUSED:
-                raise AssertionError("the session is waiting for an answer it never got")
+                # Replies to pipelined commands wait to be written: the writes block
+                # while the client does not read, and so the session is held too.
+                if not self.flush():
+                    raise AssertionError("the session is waiting for an answer it never got")
+                continue
             if isinstance(event, SessionEnded):
                 self.flush()
                 if event.error is not None:
                     logger.info("session with %s ended: %s", self.peer, event.error)
                 return
+            if self.server._stopping.is_set():
+                # Commands read before shutdown cut the connection are not acted
+                # on: above all, a QUIT must not commit once shutdown has begun.
+                raise _Abort("the server is shutting down")
             self.handle(event)
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self) -> bool:
+        """Write out what the session queued; whether there was anything."""
         session = self.session
         if session.login_failures > self._failures_seen:
             self._failures_seen = session.login_failures
@@ -368,12 +400,13 @@ class _Handler:
             self.server._stopping.wait(self.server.auth_failure_delay)
         pieces = session.data_to_send()
         if not pieces:
-            return
+            return False
         sock = self.slot.sock
         if len(pieces) == 1 or isinstance(sock, ssl.SSLSocket):
             sock.sendall(pieces[0] if len(pieces) == 1 else b"".join(pieces))
         else:
             _send_pieces(sock, pieces)
+        return True
 
     def handle(self, event: object) -> None:
         session = self.session
@@ -412,19 +445,25 @@ class _Handler:
         self, request: PasswordCheck | SecretRequest | ScramKeysRequest
     ) -> None:
         session = self.session
+        # Any failure of the backend (a lookup, or a stored hash it cannot use)
+        # is an answer too: -ERR [SYS/TEMP], never a dead session.
         try:
             credential = self.server.authenticator.credential(request.username)
+            if isinstance(request, PasswordCheck):
+                ok = credential is not None and credential.verify_password(request.password)
+            elif isinstance(request, SecretRequest):
+                secret = None if credential is None else credential.secret
+            else:
+                keys = None if credential is None else credential.scram_keys(request.mechanism)
         except Exception:
-            logger.exception("credential lookup failed for %s", self.peer)
+            logger.exception("credential check failed for %s", self.peer)
             session.backend_failed()
             return
         if isinstance(request, PasswordCheck):
-            ok = credential is not None and credential.verify_password(request.password)
             session.password_checked(ok)
         elif isinstance(request, SecretRequest):
-            session.secret_provided(None if credential is None else credential.secret)
+            session.secret_provided(secret)
         else:
-            keys = None if credential is None else credential.scram_keys(request.mechanism)
             session.scram_keys_provided(keys)
 
     def open_maildrop(self, request: MaildropRequest) -> None:

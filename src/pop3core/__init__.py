@@ -134,6 +134,7 @@ from ._sasl._simple import (
     PlainServer,
 )
 from ._server import (
+    OUTPUT_HIGH_WATER,
     MaildropRequest,
     MessageInfo,
     MessageRequest,
@@ -163,6 +164,7 @@ __all__ = (
     "IN_USE",
     "LOGIN_DELAY",
     "NEED_DATA",
+    "OUTPUT_HIGH_WATER",
     "PAUSED",
     "SERVER",
     "SERVER_MECHANISMS",

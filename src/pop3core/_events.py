@@ -69,15 +69,17 @@ _FORBIDDEN = frozenset(b"\r\n\x00")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _check_text(value: str, what: str) -> None:
+def _check_text(value: str, what: str, *, secret: bool = False) -> None:
     if _CONTROL.search(value):
+        # A secret is never shown: a password read with its newline lands here.
+        shown = "<hidden>" if secret else repr(value)
         raise LocalProtocolError(
-            f"{what} must not contain CR, LF, NUL or other control characters: {value!r}"
+            f"{what} must not contain CR, LF, NUL or other control characters: {shown}"
         )
 
 
-def _check_arg(value: str, what: str) -> None:
-    _check_text(value, what)
+def _check_arg(value: str, what: str, *, secret: bool = False) -> None:
+    _check_text(value, what, secret=secret)
     if not value:
         raise LocalProtocolError(f"{what} must not be empty")
 
@@ -160,7 +162,7 @@ class Pass(Command):
 
     def __init__(self, password: str, *, _parsed: bool = False) -> None:
         if not _parsed:
-            _check_arg(password, "PASS password")
+            _check_arg(password, "PASS password", secret=True)
         object.__setattr__(self, "password", password)
 
     def __repr__(self) -> str:
@@ -426,7 +428,7 @@ class RawCommand(Command):
     multiline: bool
 
     def __init__(self, line: str, *, multiline: bool = False) -> None:
-        _check_arg(line, "command line")
+        _check_arg(line, "command line", secret=True)
         object.__setattr__(self, "line", line)
         object.__setattr__(self, "multiline", multiline)
 

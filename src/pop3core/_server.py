@@ -78,6 +78,7 @@ from ._util import (
 )
 
 __all__ = [
+    "OUTPUT_HIGH_WATER",
     "MaildropRequest",
     "MessageInfo",
     "MessageRequest",
@@ -313,13 +314,22 @@ class _Apop(ServerMechanism):
 # ------------------------------------------------------------ the session
 
 
+OUTPUT_HIGH_WATER = 256 * 1024
+"""Queued reply octets at which `ServerSession.next_event` stops taking commands."""
+
+
 class ServerSession:
     """One POP3 server session over one connection.
 
     Feed received bytes to `receive_data`, call `next_event` until it returns
-    `NEED_DATA` (read more) or `PAUSED` (answer the last event first), and after
-    every call write out `data_to_send`. Events are the requests listed in this
-    module and the SASL requests; each has exactly one answering method.
+    `NEED_DATA` (read more) or `PAUSED`, and after every call write out
+    `data_to_send`. `PAUSED` means the session goes on only once the application
+    acts: it answers the last event, or, if none is waiting, writes out
+    `data_to_send` (replies to pipelined commands are held to about
+    `OUTPUT_HIGH_WATER` octets, so a client that sends commands without reading
+    the replies cannot make the server buffer without bound). Events are the
+    requests listed in this module and the SASL requests; each has exactly one
+    answering method.
     """
 
     def __init__(
@@ -344,6 +354,7 @@ class ServerSession:
         )
         self.language = options.languages[0][0] if options.languages else None
         self._out: list[Buffer] = []
+        self._out_size = 0  # octets in _out
         self._listing: list[MessageInfo] = []
         self._deleted: set[int] = set()
         self._listing_cache: dict[str, bytes] = {}  # LIST/UIDL bodies until the next DELE/RSET
@@ -390,6 +401,7 @@ class ServerSession:
     def data_to_send(self) -> list[Buffer]:
         """Take the pieces queued for the client (bytes-like; write them in order)."""
         out, self._out = self._out, []
+        self._out_size = 0
         return out
 
     def bytes_to_send(self) -> bytes:
@@ -397,7 +409,10 @@ class ServerSession:
         return b"".join(self.data_to_send())
 
     def _send(self, event: Event) -> None:
-        self._out.extend(self.conn.send_with_data_passthrough(event))
+        pieces = self.conn.send_with_data_passthrough(event)
+        self._out.extend(pieces)
+        for piece in pieces:
+            self._out_size += piece.nbytes if type(piece) is memoryview else len(piece)
 
     def _ok(self, text: str | bytes = b"") -> None:
         self._send(OkResponse(text))
@@ -424,6 +439,8 @@ class ServerSession:
         if self._waiting is not None:
             return PAUSED
         while True:
+            if self._out_size >= OUTPUT_HIGH_WATER:
+                return PAUSED  # until the replies so far are written out
             try:
                 event = self.conn.next_event()
             except ProtocolError as exc:
@@ -796,8 +813,9 @@ class ServerSession:
         self._ok(f"message {event.which} deleted")
 
     def _on_rset(self, event: Event) -> None:
-        self._deleted.clear()
-        self._listing_cache.clear()
+        if self._deleted:
+            self._deleted.clear()
+            self._listing_cache.clear()
         self._count = len(self._listing)
         self._octets = sum(entry.size for entry in self._listing)
         self._ok(f"maildrop has {self._count} messages ({self._octets} octets)")

@@ -20,7 +20,7 @@ from .._events import (
     ErrResponse,
     OkResponse,
 )
-from .._util import LocalProtocolError
+from .._util import LocalProtocolError, RemoteProtocolError
 from ._base import ClientMechanism, SASLError
 
 __all__ = [
@@ -211,7 +211,7 @@ class AuthExchange:
 
     def _challenge(self, event: AuthChallenge) -> AuthResponse | AuthCancel:
         if self.cancelled:
-            raise LocalProtocolError("the exchange was cancelled; the server owes -ERR")
+            raise RemoteProtocolError("a challenge after the client cancelled; -ERR was due")
         if not event.valid:
             return self._cancel(SASLError("the server's challenge is not valid base64"))
         if self._initial_pending:

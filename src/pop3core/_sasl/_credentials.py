@@ -234,8 +234,16 @@ class Credential:
         """Whether `password` is this user's password (constant-time comparisons).
 
         The password is tried as given and in its SASLprep form (RFC 4616 asks
-        servers to compare prepared strings).
+        servers to compare prepared strings). One that is not valid Unicode (a
+        PASS argument that was not UTF-8 arrives with lone surrogates) matches
+        nothing.
         """
+        try:
+            return self._verify_password(password)
+        except UnicodeEncodeError:
+            return False
+
+    def _verify_password(self, password: str) -> bool:
         if self.secret is not None:
             stored = list(_password_candidates(self.secret))
             found = False
