@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import errno
+import gc
 import io
 import poplib
 import socket
 import ssl
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -432,6 +434,36 @@ def test_accept_failures_do_not_stop_the_server() -> None:
         client.login("alice", "secret", method="USER", allow_cleartext=True)
         assert client.stat().messages == len(MESSAGES)
     assert flaky.failures == 0
+
+
+def test_a_port_that_cannot_be_bound_leaks_no_listener(certs: Certificates) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        taken = busy.getsockname()[1]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(OSError):
+                Server(
+                    DictStore({}),
+                    DictAuthenticator({}),
+                    port=0,
+                    tls_port=taken,
+                    ssl_context=certs.server_context(),
+                )
+            gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_loopback_cleartext_includes_ipv4_mapped_addresses() -> None:
+    server = Server(DictStore({}), DictAuthenticator({}), port=0)
+    with server:
+        for peer, loopback in (
+            (("127.0.0.1", 1), True),
+            (("::1", 1, 0, 0), True),
+            (("::ffff:127.0.0.1", 1, 0, 0), True),
+            (("::ffff:192.0.2.1", 1, 0, 0), False),
+            (("192.0.2.1", 1), False),
+        ):
+            assert server._options_for(peer, implicit=False).allow_cleartext is loopback
 
 
 def test_autologout_closes_without_update(make_server: ServerFactory, certs: Certificates) -> None:

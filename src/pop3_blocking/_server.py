@@ -161,12 +161,17 @@ class Server:
         )
 
         self._listeners: list[tuple[socket.socket, bool]] = []
-        for listen_port, implicit in ((port, False), (tls_port, True)):
-            if listen_port is None:
-                continue
-            listener = socket.create_server((host, listen_port), reuse_port=False)
-            listener.setblocking(False)
-            self._listeners.append((listener, implicit))
+        try:
+            for listen_port, implicit in ((port, False), (tls_port, True)):
+                if listen_port is None:
+                    continue
+                listener = socket.create_server((host, listen_port), reuse_port=False)
+                self._listeners.append((listener, implicit))
+                listener.setblocking(False)
+        except BaseException:
+            for listener, _ in self._listeners:  # the first port, if the second failed
+                listener.close()
+            raise
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._slots: set[_Slot] = set()
@@ -309,9 +314,13 @@ class Server:
     def _options_for(self, peer: Any, *, implicit: bool) -> ServerOptions:
         if self.allow_cleartext == "loopback":
             try:
-                cleartext = ipaddress.ip_address(str(peer[0]).split("%")[0]).is_loopback
+                address = ipaddress.ip_address(str(peer[0]).split("%")[0])
             except ValueError:
                 cleartext = False
+            else:
+                # On a dual-stack socket an IPv4 client shows as ::ffff:a.b.c.d.
+                mapped = getattr(address, "ipv4_mapped", None)
+                cleartext = (mapped or address).is_loopback
         else:
             cleartext = bool(self.allow_cleartext)
         return dataclasses.replace(
