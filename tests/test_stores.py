@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
+import itertools
 import logging
 import os
 import random
@@ -13,7 +15,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -418,13 +420,13 @@ def test_maildir_w_is_trusted_without_reading_the_file(
     assert calls == []
 
 
-@pytest.mark.parametrize("claimed", [3, 100])
+@pytest.mark.parametrize("claimed", [18, 30])  # the truth is 20; 17 to 34 are possible
 def test_maildir_lying_w_fails_on_read(
     maildir: Maildir, store: MaildirStore, claimed: int
 ) -> None:
     maildir.deliver(b"Subject: x\n\nbody\n", name=f"1700000001.M1P1.host,W={claimed}")
     with store.open("alice") as maildrop:
-        assert maildrop.listing()[0].size == claimed  # a W= is believed
+        assert maildrop.listing()[0].size == claimed  # a W= the file's size allows is believed
         chunks = maildrop.read(0)
         with pytest.raises(MaildropError, match="listed"):
             next(chunks)  # a one-chunk message fails before any octet is served
@@ -433,15 +435,86 @@ def test_maildir_lying_w_fails_on_read(
 def test_maildir_lying_w_fails_mid_stream_for_big_messages(
     maildir: Maildir, store: MaildirStore
 ) -> None:
-    data = b"line\n" * 1000
-    maildir.deliver(data, name="1700000001.M1P1.host,W=3000")
+    data = b"line\n" * 1000  # W is 6000; 5000 to 10000 are possible
+    maildir.deliver(data, name="1700000001.M1P1.host,W=5500")
     with store.open("alice") as maildrop:
         served: list[int] = []
 
         chunks = maildrop.read(0, chunk_size=500)
         with pytest.raises(MaildropError, match="longer"):
             served.extend(len(chunk) for chunk in chunks)
-        assert sum(served) <= 3000  # never more than the listed size
+        assert sum(served) <= 5500  # never more than the listed size
+
+
+def dovecot_w(data: bytes) -> int:
+    """Dovecot's ``,W=``: every bare LF counted as CRLF, no CRLF added at the end."""
+    return len(data) + data.count(b"\n") - data.count(b"\r\n")
+
+
+def test_w_fits_is_exactly_the_sizes_files_can_have() -> None:
+    # Every file of up to 6 octets from the octets that matter (LF, CR, other).
+    possible: dict[tuple[int, int], set[int]] = {}
+    for length in range(7):
+        for data in map(bytes, itertools.product(b"\n\ra", repeat=length)):
+            last = data[-1] if data else -1
+            possible.setdefault((length, last), set()).add(dovecot_w(data))
+    for (length, last), sizes in possible.items():
+        fitting = {w for w in range(3 * length + 3) if _stores._w_fits(w, length, last)}
+        assert fitting == sizes, (length, last)
+
+
+@pytest.mark.parametrize(
+    ("data", "claimed"),
+    [
+        (b"Subject: small\n\nhello\n", 10),  # below the size on disk
+        (b"Subject: small\n\nhello\n", 45),  # above twice the size on disk
+        (b"\n", 1),  # a lone LF is a bare LF
+        (b"\n\nX", 6),  # the last octet is no LF, so at most 2 bare LFs
+        (b"", 2),
+    ],
+)
+def test_maildir_impossible_w_is_ignored(
+    maildir: Maildir,
+    store: MaildirStore,
+    caplog: pytest.LogCaptureFixture,
+    data: bytes,
+    claimed: int,
+) -> None:
+    maildir.deliver(data, name=f"1700000001.M1P1.host,S={len(data)},W={claimed}")
+    expected = p.normalize_newlines(data)
+    with store.open("alice") as maildrop:
+        assert maildrop.listing()[0].size == len(expected)  # counted instead
+        assert read_all(maildrop, 0) == expected
+    assert "ignoring ,W=" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("data", "limits"),
+    [
+        (b"", (0, 0)),
+        (b"\n", (2, 2)),
+        (b"\r\n", (2, 4)),
+        (b"x\n\n", (3, 6)),
+        (b"a\r", (2, 3)),
+        (b"\n\nX", (3, 5)),
+    ],
+)
+def test_maildir_w_at_the_limits_is_trusted(
+    maildir: Maildir,
+    store: MaildirStore,
+    monkeypatch: pytest.MonkeyPatch,
+    data: bytes,
+    limits: tuple[int, int],
+) -> None:
+    # The smallest and the largest W a file of this size and last octet can have.
+    least, most = limits
+    maildir.deliver(data, name=f"1700000001.M1P1.host,W={least}")
+    maildir.deliver(data, name=f"1700000002.M1P1.host,W={most}")
+    calls = count_scans(monkeypatch)
+    added = 2 if data and data[-1:] != b"\n" else 0
+    with store.open("alice") as maildrop:
+        assert [info.size for info in maildrop.listing()] == [least + added, most + added]
+    assert calls == []
 
 
 def test_maildir_file_vanishing_before_read(maildir: Maildir, store: MaildirStore) -> None:
@@ -487,6 +560,25 @@ def test_maildir_commit_with_a_vanished_file(maildir: Maildir, store: MaildirSto
         os.unlink(maildir.path / "cur" / listed[1])
         assert maildrop.commit([0, 1, 2]) is False
     assert maildir.files("cur") == []
+
+
+def test_maildir_vanished_file_never_finds_another_message_by_its_unique_name(
+    maildir: Maildir, store: MaildirStore
+) -> None:
+    # One unique name, two listed messages (the one in new/ stays there, its name
+    # being taken in cur/): when one file vanishes, the other file is not it.
+    unique = "1700000001.M1P1.host"
+    maildir.deliver(b"keep me\n", name=unique + ":2,", where="cur")
+    doomed = maildir.deliver(b"drop me\n", name=unique)  # the same size: RETR cannot tell
+    with store.open("alice") as maildrop:
+        contents = [read_all(maildrop, i) for i in range(2)]
+        index = contents.index(b"drop me\r\n")
+        doomed.unlink()  # expunged by another program before QUIT
+        with pytest.raises(MaildropError):
+            read_all(maildrop, index)  # not the other message's bytes
+        assert maildrop.commit([index]) is False  # nothing of it left to remove
+    assert maildir.files("cur") == [unique + ":2,"]
+    assert maildir.files("new") == []
 
 
 def test_maildir_lock_in_process(maildir: Maildir, store: MaildirStore) -> None:
@@ -569,6 +661,62 @@ def test_maildir_skips_symlinks(maildir: Maildir, store: MaildirStore, tmp_path:
         assert read_all(maildrop, 0) == b"real\r\n"
 
 
+def without_blocking_on(fifo: Path, call: Callable[[], object]) -> object:
+    """What `call()` returns or raises; fails the test if it blocks opening `fifo`."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except Exception as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(timeout=5)
+    if worker.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # a writer: the open returns
+        worker.join(timeout=5)
+        pytest.fail(f"blocked opening the FIFO {fifo}")
+    return outcome[0]
+
+
+def test_maildir_fifo_at_a_message_path_is_refused_without_blocking(
+    maildir: Maildir, store: MaildirStore
+) -> None:
+    # A user who can write their Maildir swaps a message for a FIFO: waiting
+    # for a writer would hang the session with the maildrop locked.
+    maildir.deliver(b"x\n")
+    with store.open("alice") as maildrop:
+        path = maildir.path / "cur" / maildir.files("cur")[0]
+        path.unlink()
+        os.mkfifo(path)
+        outcome = without_blocking_on(path, lambda: read_all(maildrop, 0))
+        assert isinstance(outcome, MaildropError)
+        assert "not a regular file" in str(outcome)
+
+
+def test_maildir_fifo_swapped_in_at_login_is_skipped(
+    maildir: Maildir, store: MaildirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    victim = maildir.deliver(b"swapped\n").name + ":2,"
+    maildir.deliver(b"kept\n")
+    real_open = _stores._open_regular
+
+    def swap_then_open(path: str) -> BinaryIO:
+        if os.path.basename(path) == victim and os.path.isfile(path):
+            os.unlink(path)  # between the stat and the open
+            os.mkfifo(path)
+        return real_open(path)
+
+    monkeypatch.setattr(_stores, "_open_regular", swap_then_open)
+    fifo = maildir.path / "cur" / victim
+    maildrop = without_blocking_on(fifo, lambda: store.open("alice"))
+    assert isinstance(maildrop, _stores.MaildirMaildrop)
+    with maildrop:
+        assert [read_all(maildrop, i) for i in range(len(maildrop.listing()))] == [b"kept\r\n"]
+
+
 def test_maildir_name_taken_in_cur_stays_in_new(maildir: Maildir, store: MaildirStore) -> None:
     maildir.deliver(b"old\n", name="1700000001.M1P1.host:2,", where="cur")
     maildir.deliver(b"new\n", name="1700000001.M1P1.host")
@@ -576,6 +724,44 @@ def test_maildir_name_taken_in_cur_stays_in_new(maildir: Maildir, store: Maildir
         assert len(maildrop.listing()) == 2
         assert {read_all(maildrop, 0), read_all(maildrop, 1)} == {b"old\r\n", b"new\r\n"}
     assert maildir.files("new") == ["1700000001.M1P1.host"]  # not overwritten
+
+
+def test_maildir_name_too_long_for_cur_stays_in_new(
+    maildir: Maildir, store: MaildirStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    maildir.deliver(b"old\n", where="cur")
+    # As long as a name can be: with ":2," appended it cannot (ENAMETOOLONG).
+    longest = os.pathconf(maildir.path / "new", "PC_NAME_MAX")
+    long_name = (maildir.name() + "." + "h" * longest)[:longest]
+    maildir.deliver(b"new\n", name=long_name)
+    with store.open("alice") as maildrop:
+        assert [read_all(maildrop, i) for i in range(2)] == [b"old\r\n", b"new\r\n"]
+        assert maildrop.listing()[1].uid == hashlib.sha256(long_name.encode()).hexdigest()
+        assert maildrop.commit([1])
+    assert maildir.files("new") == []
+    assert len(maildir.files("cur")) == 1
+    assert "cannot move" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "error", [PermissionError(errno.EACCES, "denied"), OSError(errno.EXDEV, "cross-device")]
+)
+def test_maildir_file_that_cannot_be_moved_is_served_from_new(
+    maildir: Maildir, store: MaildirStore, monkeypatch: pytest.MonkeyPatch, error: OSError
+) -> None:
+    stuck = maildir.deliver(b"stuck\n").name
+    maildir.deliver(b"moved\n")
+    real_rename = os.rename
+
+    def rename(source: str, destination: str) -> None:
+        if os.path.basename(source) == stuck:
+            raise error
+        real_rename(source, destination)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with store.open("alice") as maildrop:
+        assert [read_all(maildrop, i) for i in range(2)] == [b"stuck\r\n", b"moved\r\n"]
+    assert maildir.files("new") == [stuck]
 
 
 def test_maildir_tolerates_files_vanishing_during_the_move(

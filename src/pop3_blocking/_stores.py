@@ -233,6 +233,7 @@ _LOCK_NAME = "pop3.lock"  # distinct from Dovecot's dovecot-uidlist.lock (a dotl
 _INFO_SEP = ":"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NOCTTY = getattr(os, "O_NOCTTY", 0)
 # ",S=<n>" / ",W=<n>" fields between the unique name and the info (Dovecot, Courier).
 _SIZE_FIELD = re.compile(r",([SW])=([0-9]+)(?=,|\Z)")
 # The delivery time of a conventional unique name: "<seconds>.<...M<usec>...>.<host>".
@@ -297,11 +298,16 @@ def _open_regular(path: str) -> BinaryIO:
 
     A Maildir may belong to the user while the server reads it with more
     rights: a symlink planted in cur/ must not serve, say, /etc/shadow.
+    Anything but a regular file is `MaildropError`; the open never blocks on it.
     """
-    fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+    # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer
+    # forever, and a stat before the open cannot rule one out (the file may be
+    # swapped in between); only the fstat of what was opened can.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW | _CLOEXEC | _NOCTTY)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise MaildropError(f"{path} is not a regular file")
+        os.set_blocking(fd, True)
         return os.fdopen(fd, "rb", buffering=0)
     except BaseException:
         os.close(fd)
@@ -321,6 +327,19 @@ def _scan_wire_size(file: BinaryIO, chunk_size: int = _SCAN_CHUNK) -> int:
     if total and last != _LF:
         total += 2  # the CRLF added before the terminator
     return total + bare_lf
+
+
+def _w_fits(virtual: int, disk_size: int, last: int) -> bool:
+    """Whether `virtual` can be the Dovecot ``,W=`` of a file of `disk_size` octets.
+
+    W is the size on disk plus one per bare LF: at most one per octet, less
+    one if the last octet (`last`, -1 if none) is not an LF; a file that is
+    just an LF has exactly one.
+    """
+    bare_lf = virtual - disk_size
+    most = disk_size if last == _LF else max(disk_size - 1, 0)
+    least = 1 if disk_size == 1 and last == _LF else 0
+    return least <= bare_lf <= most
 
 
 def _last_octet(file: BinaryIO, size: int) -> int:
@@ -398,7 +417,9 @@ class MaildirStore:
     * takes an exclusive ``flock`` on ``pop3.lock`` in the Maildir (other
       processes and other sessions of this one get `MaildropLocked`);
     * moves every file in ``new/`` to ``cur/`` with ``:2,`` appended (as
-      Dovecot does), skipping dotfiles and anything but regular files;
+      Dovecot does), skipping dotfiles and anything but regular files; a file
+      that cannot be moved (its name taken in cur/, too long, no permission)
+      is served from ``new/``;
     * lists every regular non-dot file in ``cur/``, flags ignored (as
       Dovecot's POP3 does), in delivery order: the unique name's leading
       seconds, then its ``M<microseconds>`` part, then the name.
@@ -407,8 +428,9 @@ class MaildirStore:
     ``,W=`` fields, or a SHA-256 hex digest of that if it is not a valid UIDL;
     the id does not change when new/ becomes cur/ or flags change. Its size is
     ``,W=`` (Dovecot's CRLF size; plus 2 if the file lacks a final newline,
-    which Dovecot does not count but every server sends), otherwise counted
-    from the file once and kept in memory by (device, inode, mtime, size).
+    which Dovecot does not count but every server sends) if the file's size
+    on disk allows it, otherwise counted from the file once and kept in
+    memory by (device, inode, mtime, size).
     ``,S=`` is the size on disk, never the wire size. The store only ever
     renames new/ to cur/ and unlinks on commit; it never rewrites a file.
     """
@@ -486,6 +508,11 @@ class MaildirStore:
                     size = self._wire_size(path, st.st_size, virtual)
                 except FileNotFoundError:
                     continue
+                except MaildropError as exc:
+                    # No longer a regular file (swapped since the stat): skipped,
+                    # as the stat of the next session will skip it.
+                    logger.warning("skipping %s: %s", name, exc)
+                    continue
             sizes[key] = size
             uid = _uid_for(unique)
             if uid in uids:
@@ -526,6 +553,11 @@ class MaildirStore:
                 os.rename(source, destination)
             except FileNotFoundError:
                 continue  # taken by another reader meanwhile
+            except OSError as exc:
+                # A name too long for ":2,", a cur/ on another device, no
+                # permission: one file must not lock the user out of the rest.
+                logger.warning("cannot move %s to cur/ (%s); leaving it in new/", name, exc)
+                stuck.append((new, name))
         return stuck
 
     @staticmethod
@@ -536,7 +568,13 @@ class MaildirStore:
             # Dovecot's W= counts LF as CRLF but not the CRLF a server adds to
             # a message without a final newline.
             last = _last_octet(file, disk_size)
-            return virtual + (2 if last not in (-1, _LF) else 0)
+            if _w_fits(virtual, disk_size, last):
+                return virtual + (2 if last not in (-1, _LF) else 0)
+            # A W= no file of this size can have would make the message
+            # unreadable for good (every read fails on the size): count instead.
+            logger.warning("ignoring ,W=%d of %s (%d octets on disk)", virtual, path, disk_size)
+            file.seek(0)
+            return _scan_wire_size(file)
 
 
 class MaildirMaildrop(_SessionMaildrop):
@@ -548,6 +586,14 @@ class MaildirMaildrop(_SessionMaildrop):
         self._messages = messages
         self._listing = [MessageInfo(m.size, m.uid) for m in messages]
         self._closed = False
+        # Where each listed message is now: a lookup by unique name must never
+        # land on another listed message's file (commit would delete it).
+        self._owners = {m.path: m for m in messages}
+        counts: dict[str, int] = {}
+        for m in messages:
+            counts[m.unique] = counts.get(m.unique, 0) + 1
+        # Unique names held by several listed messages: a match could be any of them.
+        self._shared = {unique for unique, count in counts.items() if count > 1}
 
     def listing(self) -> Sequence[MessageInfo]:
         """The messages found at open time, in delivery order."""
@@ -609,31 +655,43 @@ class MaildirMaildrop(_SessionMaildrop):
                 return _open_regular(message.path)
             except FileNotFoundError:
                 # Perhaps renamed by a flag change (another MUA): look once in cur/.
-                moved = self._find(message.unique)
+                moved = self._find(message)
                 if moved is None:
                     raise
+                del self._owners[message.path]
                 message.path = moved
+                self._owners[moved] = message
                 return _open_regular(moved)
         except OSError as exc:
             raise MaildropError(f"cannot open message {index}: {exc}") from exc
 
-    def _find(self, unique: str, names: list[str] | None = None) -> str | None:
-        """The one file in cur/ with this unique name, or None (gone, or ambiguous)."""
+    def _find(self, message: _MaildirMessage, names: list[str] | None = None) -> str | None:
+        """The one file in cur/ with `message`'s unique name, or None.
+
+        None if there is no such file or several, if the one found is where
+        another listed message is, or if another listed message has this
+        unique name (then the file found may be that message's, renamed).
+        `names` is cur/'s listing if the caller has it.
+        """
+        if message.unique in self._shared:
+            return None
         cur = os.path.join(self.maildir, "cur")
         if names is None:
             try:
                 names = os.listdir(cur)
             except OSError:
                 return None
-        matches = [name for name in names if _unique_name(name) == unique]
-        return os.path.join(cur, matches[0]) if len(matches) == 1 else None
+        paths = [os.path.join(cur, name) for name in names if _unique_name(name) == message.unique]
+        matches = [path for path in paths if self._owners.get(path, message) is message]
+        return matches[0] if len(matches) == 1 else None
 
     def commit(self, indexes: Sequence[int]) -> bool:
         """Unlink exactly these messages; True if every one of them was removed.
 
         A file no longer at its path is looked up once by its unique name in
-        cur/ (a flag change renames it); one that is gone counts as not removed,
-        but the others are removed all the same.
+        cur/ (a flag change renames it), unless that could find another listed
+        message's file; one that is gone counts as not removed, but the others
+        are removed all the same.
         """
         self._check_open()
         all_removed = True
@@ -653,7 +711,7 @@ class MaildirMaildrop(_SessionMaildrop):
             except OSError:
                 names = []
             for message in missing:
-                moved = self._find(message.unique, names)
+                moved = self._find(message, names)
                 if moved is None:
                     logger.warning("%s vanished before it could be removed", message.path)
                     all_removed = False
