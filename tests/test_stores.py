@@ -717,6 +717,25 @@ def test_maildir_fifo_swapped_in_at_login_is_skipped(
         assert [read_all(maildrop, i) for i in range(len(maildrop.listing()))] == [b"kept\r\n"]
 
 
+def test_maildir_file_that_cannot_be_read_at_login_is_skipped(
+    maildir: Maildir, store: MaildirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One unreadable file (EIO, EACCES) does not lock the user out of the rest."""
+    victim = maildir.deliver(b"unreadable\n").name + ":2,"
+    maildir.deliver(b"kept\n")
+    real_open = _stores._open_regular
+
+    def failing_open(path: str) -> BinaryIO:
+        if os.path.basename(path) == victim:
+            raise OSError(errno.EIO, "Input/output error", path)
+        return real_open(path)
+
+    monkeypatch.setattr(_stores, "_open_regular", failing_open)
+    with store.open("alice") as maildrop:
+        assert [read_all(maildrop, i) for i in range(len(maildrop.listing()))] == [b"kept\r\n"]
+    assert victim in maildir.files("cur")  # left alone
+
+
 def test_maildir_name_taken_in_cur_stays_in_new(maildir: Maildir, store: MaildirStore) -> None:
     maildir.deliver(b"old\n", name="1700000001.M1P1.host:2,", where="cur")
     maildir.deliver(b"new\n", name="1700000001.M1P1.host")

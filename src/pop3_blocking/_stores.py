@@ -508,9 +508,10 @@ class MaildirStore:
                     size = self._wire_size(path, st.st_size, virtual)
                 except FileNotFoundError:
                     continue
-                except MaildropError as exc:
-                    # No longer a regular file (swapped since the stat): skipped,
-                    # as the stat of the next session will skip it.
+                except (MaildropError, OSError) as exc:
+                    # No longer a regular file (swapped since the stat), or not
+                    # readable (EACCES, EIO): it could not be served anyway, and
+                    # one such file must not lock the user out of the others.
                     logger.warning("skipping %s: %s", name, exc)
                     continue
             sizes[key] = size
