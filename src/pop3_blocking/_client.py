@@ -6,7 +6,7 @@ import contextlib
 import socket
 import ssl
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import BinaryIO, Literal, overload
 
@@ -40,7 +40,6 @@ from pop3core import (
     ResponseError,
     Retr,
     Rset,
-    SASLError,
     Stat,
     Stls,
     TLSNotOffered,
@@ -62,13 +61,25 @@ from pop3core import (
     parse_uidl_line,
 )
 
-__all__ = ["Client", "TLSMode"]
+__all__ = ["MAX_LISTING_SIZE", "MAX_PIPELINE_OCTETS", "Client", "TLSMode"]
 
 TLSMode = Literal["implicit", "starttls", "none"]
 LogFunction = Callable[[str], None]
 
 POP3_PORT = 110
 POP3S_PORT = 995
+
+# Listings (LIST, UIDL, LANG) are collected whole, so a server that never ends
+# one could take all our memory. A million messages with 70-character unique
+# ids make a UIDL listing of about 80 MB.
+MAX_LISTING_SIZE = 128 * 1024 * 1024
+
+# Pipelined commands are written without reading, while the server may be
+# blocked writing replies we have not read yet: the commands in flight must fit
+# in the socket buffers (Linux gives a send buffer 16 KiB to start with), or
+# both sides wait on each other. So they are bounded in octets as well as in
+# number; 8 KiB is still some 600 RETR commands.
+MAX_PIPELINE_OCTETS = 8 * 1024
 
 
 def _ends_reply(command: Command, event: Event) -> bool:
@@ -79,6 +90,51 @@ def _ends_reply(command: Command, event: Event) -> bool:
         or kind is EndOfMultiline
         or (kind is OkResponse and not command.expects_multiline)
     )
+
+
+class _Guard:
+    """A context that closes `client`'s connection if an exception leaves it unusable.
+
+    Stateless, so one instance serves nested and interleaved uses.
+    """
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        client = self._client
+        if exc is not None and not client._closed and client._lost(exc):
+            client.close()
+
+
+class _Reading:
+    """A context held by an iterator while it reads a reply: commands are refused meanwhile."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def __enter__(self) -> None:
+        self._client._reading = True
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._client._reading = False
 
 
 class Client:
@@ -97,7 +153,23 @@ class Client:
     `pop3core.ResponseError` or a subclass chosen by the response code
     (`MailboxInUse`, `AuthenticationError`, `TemporaryError`, ...); a peer that
     breaks the protocol raises `pop3core.RemoteProtocolError` and the
-    connection is closed.
+    connection is closed. So does any other exception that escapes while a
+    reply is still being read (a file's ``write`` fails, ``KeyboardInterrupt``):
+    the rest of the reply is not waited for.
+
+    An iterator over a reply (`iter_retr`, `iter_top`, `retr_many`) holds the
+    connection while it is open: another command raises
+    `pop3core.LocalProtocolError` before anything is sent, and so does leaving
+    the ``with`` block normally (without QUIT: nothing is deleted). Closing
+    the iterator early, or dropping it, leaves the rest of its replies unread;
+    the next command reads and discards them first.
+
+    ``pipeline_window`` bounds the commands in flight when the server offers
+    PIPELINING (their octets are bounded by `MAX_PIPELINE_OCTETS` too, so that
+    they always fit in the socket buffers); ``read_size`` is the most read at
+    once; ``max_listing_size`` bounds the octets of a LIST, UIDL or LANG
+    listing (`MAX_LISTING_SIZE` by default): a longer one is a
+    `pop3core.RemoteProtocolError`.
 
     ``log``, if given, receives one line per protocol element (``"C: STAT"``,
     ``"S: +OK 2 320"``) with passwords, digests, SASL data and tokens hidden.
@@ -117,24 +189,32 @@ class Client:
         strict: bool = True,
         pipeline_window: int = 32,
         read_size: int = 256 * 1024,
+        max_listing_size: int = MAX_LISTING_SIZE,
         log: LogFunction | None = None,
     ) -> None:
         if tls not in ("implicit", "starttls", "none"):
             raise ValueError(f"tls must be 'implicit', 'starttls' or 'none', not {tls!r}")
         if pipeline_window < 1:
             raise ValueError("pipeline_window must be at least 1")
+        if read_size < 1:
+            raise ValueError("read_size must be at least 1")
+        if max_listing_size < 1:
+            raise ValueError("max_listing_size must be at least 1")
         self.host = host
         self.port = port if port is not None else POP3S_PORT if tls == "implicit" else POP3_PORT
         self.tls_mode: TLSMode = tls
         self.server_hostname = server_hostname or host
         self.timeout = timeout
         self.pipeline_window = pipeline_window
+        self.max_listing_size = max_listing_size
         self._ssl_context = ssl_context
         self._read_size = read_size
         self._log = log
         self._capabilities: Capabilities | None = None
         self._capa_known = False  # CAPA was asked in this state (None then means "refused")
         self._closed = False
+        self._reading = False  # an open iterator is reading a reply
+        self._guard = _Guard(self)
 
         sock = socket.create_connection(
             (host, self.port), timeout=connect_timeout, source_address=source_address
@@ -172,42 +252,78 @@ class Client:
             self._log(f"{direction} {describe(event)}")
 
     def _next_event(self) -> Event:
-        conn = self._conn
-        while True:
-            try:
-                event = conn.next_event()
-            except RemoteProtocolError:
-                self.close()
-                raise
-            if event is NEED_DATA:
-                try:
-                    data = self._sock.recv(self._read_size)
-                except OSError:
-                    self.close()
-                    raise
-                conn.receive_data(data)
-                continue
-            if event is PAUSED:
-                raise LocalProtocolError("the connection is paused (STLS or SASL in progress)")
-            if type(event) is not Data:
-                self._note("S:", event)
-            return event
+        """The next event from the server, read as needed.
 
-    def _send(self, *events: Event) -> None:
+        Any exception closes the connection: what was read of the reply is lost.
+        """
         if self._closed:
             raise LocalProtocolError("the connection is closed")
-        data = b"".join(self._conn.send(event) for event in events)
+        conn = self._conn
+        try:
+            while True:
+                event = conn.next_event()
+                if event is NEED_DATA:
+                    conn.receive_data(self._sock.recv(self._read_size))
+                    continue
+                if event is PAUSED:
+                    raise LocalProtocolError("the connection is paused (STLS or SASL in progress)")
+                if type(event) is not Data:
+                    self._note("S:", event)
+                return event
+        except BaseException:
+            self.close()
+            raise
+
+    def _begin(self, what: str) -> None:
+        """Get ready to send a command (`what`, for errors): nothing is sent if this raises.
+
+        Refused (`LocalProtocolError`) while an iterator is reading a reply; the
+        replies an abandoned iterator left are read and discarded first.
+        """
+        if self._closed:
+            raise LocalProtocolError("the connection is closed")
+        if self._reading:
+            raise LocalProtocolError(
+                f"cannot send {what}: an iterator is still reading a reply"
+                " (exhaust or close it first)"
+            )
+        self._drain()
+
+    def _drain(self) -> None:
+        """Read and discard the replies still owed for commands already sent."""
+        while self._conn.pending_commands:
+            self._next_event()
+
+    def _send(self, event: Event) -> None:
+        if self._closed:
+            raise LocalProtocolError("the connection is closed")
+        self._write([event], [self._conn.send(event)])
+
+    def _write(self, events: Sequence[Event], lines: list[bytes]) -> None:
+        """Write the lines the engine made for `events` (and registered: they must go out)."""
         for event in events:
             self._note("C:", event)
         try:
-            self._sock.sendall(data)
-        except OSError:
+            self._sock.sendall(b"".join(lines))
+        except BaseException:  # also KeyboardInterrupt: some of it may have gone out
             self._conn.send_failed()
             self.close()
             raise
 
+    def _lost(self, error: BaseException) -> bool:
+        """Whether the session cannot go on after `error` escaped a command."""
+        if isinstance(error, RemoteProtocolError):
+            return True
+        # LocalProtocolError: we refused to send, after writing all the engine
+        # registered. GeneratorExit: an iterator was abandoned; the next command
+        # reads the rest. Anything else in mid-reply: don't wait for the rest.
+        return not isinstance(error, (LocalProtocolError, GeneratorExit)) and bool(
+            self._conn.pending_commands
+        )
+
     def _reply(self, command: Command) -> OkResponse:
         """Send `command` and return its +OK (raise on -ERR); a body, if any, follows."""
+        self._begin(command.keyword)
         self._send(command)
         event = self._next_event()
         if isinstance(event, ErrResponse):
@@ -216,22 +332,37 @@ class Client:
             raise RemoteProtocolError(f"unexpected reply to {command.keyword}: {event!r}")
         return event
 
-    def _body(self) -> Iterator[bytes]:
-        """The chunks of the multi-line body now arriving, up to its end."""
+    def _multiline(self, command: Command) -> bytes:
+        """Send `command` and return its whole body, of at most `max_listing_size` octets."""
+        self._reply(command)
+        limit = self.max_listing_size
+        parts: list[bytes] = []
+        size = 0
         while True:
             event = self._next_event()
             if type(event) is EndOfMultiline:
-                return
+                return b"".join(parts)
             assert isinstance(event, Data)
-            yield bytes(event.data)
+            size += len(event.data)
+            if size > limit:
+                self.close()
+                raise RemoteProtocolError(f"{command.keyword} reply longer than {limit} octets")
+            parts.append(bytes(event.data))
 
-    def _drain(self) -> None:
-        for _ in self._body():
-            pass
+    def _stream(self, command: Command) -> Generator[bytes, None, None]:
+        """Send `command` and yield the chunks of its body as they arrive.
 
-    def _multiline(self, command: Command) -> bytes:
-        self._reply(command)
-        return b"".join(self._body())
+        Closed early, it leaves the rest unread for the next command to discard.
+        """
+        with self._guard:
+            self._reply(command)
+            with _Reading(self):
+                while True:
+                    event = self._next_event()
+                    if type(event) is EndOfMultiline:
+                        return
+                    assert isinstance(event, Data)
+                    yield bytes(event.data)
 
     # ----------------------------------------------------------- session
 
@@ -256,12 +387,13 @@ class Client:
 
     def capa(self) -> Capabilities | None:
         """Ask for the capabilities again; None if the server refuses CAPA."""
-        try:
-            body = self._multiline(Capa())
-        except ResponseError:
-            self._capabilities = None
-        else:
-            self._capabilities = parse_capa(body)
+        with self._guard:
+            try:
+                body = self._multiline(Capa())
+            except ResponseError:
+                self._capabilities = None
+            else:
+                self._capabilities = parse_capa(body)
         self._capa_known = True
         return self._capabilities
 
@@ -271,9 +403,11 @@ class Client:
         if capabilities is None or not capabilities.stls:
             self.close()
             raise TLSNotOffered("the server does not offer STLS; refusing to go on without TLS")
-        self._reply(Stls())
-        if self._conn.next_event() is not PAUSED:
-            raise AssertionError("the connection did not pause after STLS")
+        with self._guard:
+            self._reply(Stls())
+            # Raises RemoteProtocolError on bytes sent before the handshake (injection).
+            if self._conn.next_event() is not PAUSED:
+                raise AssertionError("the connection did not pause after STLS")
         if connect_timeout is not None:
             self._sock.settimeout(connect_timeout)
         try:
@@ -304,46 +438,57 @@ class Client:
         unless ``allow_cleartext``. With an OAuth 2.0 ``token``: OAUTHBEARER or
         XOAUTH2. ``method`` names one method (a SASL mechanism, ``"APOP"`` or
         ``"USER"``) and is not replaced by another.
+
+        A SASL exchange the client cancelled because the server's challenge was
+        invalid raises that `pop3core.SASLError` (the server's ``-ERR`` as its
+        ``__cause__``), not `AuthenticationError`: a broken or hostile server is
+        not a wrong password.
         """
-        name = choose_login_method(
-            self.capabilities,
-            self.greeting.timestamp,
-            tls_active=self.tls_active,
-            allow_cleartext=allow_cleartext,
-            have_password=password is not None,
-            have_token=token is not None,
-            method=method,
-        )
-        if name == "USER":
-            assert password is not None
-            self._reply(User(username))
-            self._reply(Pass(password))
-        elif name == "APOP":
-            assert password is not None
-            assert self.greeting.timestamp is not None
-            self._reply(Apop(username, apop_digest(self.greeting.timestamp, password)))
-        else:
-            self._authenticate(
-                client_mechanism(
-                    name,
-                    username=username,
-                    password=password,
-                    token=token,
-                    authzid=authzid,
-                    host=self.server_hostname,
-                    port=self.port,
-                )
+        with self._guard:
+            name = choose_login_method(
+                self.capabilities,
+                self.greeting.timestamp,
+                tls_active=self.tls_active,
+                allow_cleartext=allow_cleartext,
+                have_password=password is not None,
+                have_token=token is not None,
+                method=method,
             )
+            if name == "USER":
+                assert password is not None
+                self._reply(User(username))
+                self._reply(Pass(password))
+            elif name == "APOP":
+                assert password is not None
+                assert self.greeting.timestamp is not None
+                self._reply(Apop(username, apop_digest(self.greeting.timestamp, password)))
+            else:
+                self._authenticate(
+                    client_mechanism(
+                        name,
+                        username=username,
+                        password=password,
+                        token=token,
+                        authzid=authzid,
+                        host=self.server_hostname,
+                        port=self.port,
+                    )
+                )
         self._capabilities, self._capa_known = None, False  # they may differ after login
 
     def authenticate(self, mechanism: ClientMechanism) -> None:
-        """Run one SASL exchange with `mechanism` (a built-in one, or a plug-in)."""
-        self._authenticate(mechanism)
+        """Run one SASL exchange with `mechanism` (a built-in one, or a plug-in).
+
+        Raises like `login`.
+        """
+        with self._guard:
+            self._authenticate(mechanism)
         self._capabilities, self._capa_known = None, False
 
     def _authenticate(self, mechanism: ClientMechanism) -> None:
         exchange = AuthExchange(mechanism, self.capabilities, strict=self._conn.strict)
         command = exchange.start()
+        self._begin(command.keyword)
         self._send(command)
         while not exchange.done:
             event = self._next_event()
@@ -351,31 +496,38 @@ class Client:
                 raise RemoteProtocolError(f"unexpected event during AUTH: {event!r}")
             try:
                 answer = exchange.receive(event)
-            except SASLError:
-                # The server says we are in, but it did not prove who it is.
+            except BaseException:
+                # SASLError: the server says we are in, but it did not prove who
+                # it is. Anything else: the exchange cannot go on.
                 self.close()
                 raise
             if answer is not None:
                 self._send(answer)
         if isinstance(exchange.reply, ErrResponse):
-            raise error_for(exchange.reply, command)
+            refused = error_for(exchange.reply, command)
+            if exchange.error is not None:
+                raise exchange.error from refused  # we cancelled: the server is at fault
+            raise refused
 
     def utf8(self) -> None:
         """Enter UTF-8 mode (RFC 6856); only before login."""
-        self._reply(Utf8())
+        with self._guard:
+            self._reply(Utf8())
 
     def lang(self, tag: str | None = None) -> list[tuple[str, str]] | str:
         """List the languages (no argument), or select one and return its tag."""
-        if tag is None:
-            return parse_lang_listing(self._multiline(Lang()))
-        ok = self._reply(Lang(tag))
-        return ok.text.split(b" ", 1)[0].decode("ascii", "replace")
+        with self._guard:
+            if tag is None:
+                return parse_lang_listing(self._multiline(Lang()))
+            ok = self._reply(Lang(tag))
+            return ok.text.split(b" ", 1)[0].decode("ascii", "replace")
 
     # ----------------------------------------------------------- transaction
 
     def stat(self) -> MaildropStat:
         """Message count and total octets (messages marked deleted excluded)."""
-        return parse_stat(self._reply(Stat()).text)
+        with self._guard:
+            return parse_stat(self._reply(Stat()).text)
 
     @overload
     def list(self) -> dict[int, int]: ...
@@ -384,9 +536,10 @@ class Client:
 
     def list(self, which: int | None = None) -> dict[int, int] | int:
         """``{number: size}`` for every message, or the size of message `which`."""
-        if which is not None:
-            return parse_list_line(self._reply(List(which)).text).size
-        return parse_list(self._multiline(List()))
+        with self._guard:
+            if which is not None:
+                return parse_list_line(self._reply(List(which)).text).size
+            return parse_list(self._multiline(List()))
 
     @overload
     def uidl(self) -> dict[int, str]: ...
@@ -395,9 +548,10 @@ class Client:
 
     def uidl(self, which: int | None = None) -> dict[int, str] | str:
         """``{number: unique id}`` for every message, or the unique id of `which`."""
-        if which is not None:
-            return parse_uidl_line(self._reply(Uidl(which)).text).uid
-        return parse_uidl(self._multiline(Uidl()))
+        with self._guard:
+            if which is not None:
+                return parse_uidl_line(self._reply(Uidl(which)).text).uid
+            return parse_uidl(self._multiline(Uidl()))
 
     @overload
     def retr(self, which: int) -> bytes: ...
@@ -407,7 +561,8 @@ class Client:
     def retr(self, which: int, file: BinaryIO | None = None) -> bytes | int:
         """Message `which`: its bytes, or written to `file` (then the octet count).
 
-        Writing to a file keeps memory bounded whatever the message size.
+        Writing to a file keeps memory bounded whatever the message size. If
+        ``file.write`` raises, the connection is closed (without QUIT).
         """
         return self._fetch(Retr(which), file)
 
@@ -421,48 +576,41 @@ class Client:
         return self._fetch(Top(which, lines), file)
 
     def _fetch(self, command: Command, file: BinaryIO | None) -> bytes | int:
-        self._reply(command)
-        if file is None:
-            return b"".join(self._body())
-        octets = 0
-        for chunk in self._body():
-            file.write(chunk)
-            octets += len(chunk)
-        return octets
+        with self._guard, contextlib.closing(self._stream(command)) as chunks:
+            if file is None:
+                return b"".join(chunks)
+            octets = 0
+            for chunk in chunks:
+                file.write(chunk)
+                octets += len(chunk)
+            return octets
 
     def iter_retr(self, which: int) -> Iterator[bytes]:
-        """Message `which` as chunks, as they arrive.
+        """Message `which` as chunks, as they arrive; RETR is sent at the first ``next``.
 
-        If the loop stops early, the rest of the message is read and discarded
-        when the iterator is closed, so the session stays usable.
+        Until the iterator is exhausted or closed, other commands raise
+        `pop3core.LocalProtocolError`. If the loop stops early, the rest of the
+        message is not read then: the next command reads and discards it first.
         """
-        return self._iterate(Retr(which))
+        return self._stream(Retr(which))
 
     def iter_top(self, which: int, lines: int) -> Iterator[bytes]:
-        return self._iterate(Top(which, lines))
-
-    def _iterate(self, command: Command) -> Iterator[bytes]:
-        self._reply(command)
-        body = self._body()
-        try:
-            # Not "yield from": closing us must not close `body`, which we drain.
-            for chunk in body:  # noqa: UP028
-                yield chunk
-        finally:
-            if not self._closed:
-                for _ in body:  # drain what the caller did not want
-                    pass
+        """`top` as chunks, as they arrive; see `iter_retr`."""
+        return self._stream(Top(which, lines))
 
     def dele(self, which: int) -> None:
         """Mark message `which` deleted; it is removed when the session ends with QUIT."""
-        self._reply(Dele(which))
+        with self._guard:
+            self._reply(Dele(which))
 
     def rset(self) -> None:
         """Unmark every message marked deleted in this session."""
-        self._reply(Rset())
+        with self._guard:
+            self._reply(Rset())
 
     def noop(self) -> None:
-        self._reply(Noop())
+        with self._guard:
+            self._reply(Noop())
 
     # ----------------------------------------------------------- bulk
 
@@ -475,51 +623,70 @@ class Client:
     ) -> Generator[tuple[Command, Event], None, None]:
         """Send `commands`, up to a window at a time when the server pipelines.
 
-        Yields each reply event with its command, in order. A window of small
-        commands always fits in the socket buffers, and each finished reply lets
-        one more command go, so neither side can block the other.
+        Yields each reply event with its command, in order. The window (at most
+        `pipeline_window` commands and about `MAX_PIPELINE_OCTETS` octets)
+        always fits in the socket buffers, and each finished reply lets one more
+        command go, so neither side can block the other. Closed early, it sends
+        nothing more and leaves the replies already asked for to the next
+        command, which reads them first.
         """
-        window = self.pipeline_window if self._pipelining() else 1
         todo = iter(commands)
-        outstanding: deque[Command] = deque()
+        outstanding: deque[tuple[Command, int]] = deque()  # with their octets
+        in_flight = 0
 
-        def fill() -> None:
-            batch: list[Command] = []
-            while len(outstanding) + len(batch) < window:
-                command = next(todo, None)
-                if command is None:
-                    break
-                batch.append(command)
-            if batch:
-                self._send(*batch)
-                outstanding.extend(batch)
+        def fill(window: int) -> None:
+            nonlocal in_flight
+            sent: list[Command] = []
+            lines: list[bytes] = []
+            try:
+                while len(outstanding) + len(sent) < window and in_flight < MAX_PIPELINE_OCTETS:
+                    command = next(todo, None)  # may raise: a bad message number
+                    if command is None:
+                        break
+                    lines.append(self._conn.send(command))  # registered: it must be written
+                    sent.append(command)
+                    in_flight += len(lines[-1])
+            finally:
+                if sent:  # also when refusing the next one: keep engine and wire in step
+                    outstanding.extend(zip(sent, map(len, lines), strict=True))
+                    self._write(sent, lines)
 
-        fill()
-        try:
-            while outstanding:
-                command = outstanding[0]
-                event = self._next_event()
-                finished = _ends_reply(command, event)
-                if finished:
-                    outstanding.popleft()  # before yielding: the caller may stop here
-                yield command, event
-                if finished:
-                    fill()
-        finally:
-            # Stopped early: read the replies already asked for, and send nothing more.
-            while outstanding and not self._closed:
-                if _ends_reply(outstanding[0], self._next_event()):
-                    outstanding.popleft()
+        with self._guard:
+            window = self.pipeline_window if self._pipelining() else 1
+            self._begin("pipelined commands")
+            with _Reading(self):
+                fill(window)
+                while outstanding:
+                    command, octets = outstanding[0]
+                    event = self._next_event()
+                    finished = _ends_reply(command, event)
+                    if finished:
+                        outstanding.popleft()  # before yielding: the caller may stop here
+                        in_flight -= octets
+                    yield command, event
+                    if finished:
+                        fill(window)
+
+    def _refused(
+        self, replies: Generator[tuple[Command, Event], None, None], command: Command, event: Event
+    ) -> ResponseError:
+        """The error for a pipelined ``-ERR``, once the replies already asked for are read."""
+        assert isinstance(event, ErrResponse)
+        replies.close()  # sends nothing more
+        self._drain()
+        return error_for(event, command)
 
     def retr_many(self, numbers: Iterable[int]) -> Iterator[tuple[int, bytes]]:
         """Yield ``(number, message)`` for each of `numbers`, pipelined when possible.
 
         A message the server refuses raises its `ResponseError` (after the
-        replies already asked for are read).
+        replies already asked for are read). Like `iter_retr`, the iterator
+        holds the connection while it is open.
         """
-        # Closing the pipeline (also when our caller stops early) reads the
-        # replies already asked for, so the session stays in step.
-        with contextlib.closing(self._pipeline(Retr(n) for n in numbers)) as replies:
+        with (
+            self._guard,
+            contextlib.closing(self._pipeline(Retr(n) for n in numbers)) as replies,
+        ):
             parts: list[bytes] = []
             for command, event in replies:
                 if type(event) is Data:
@@ -530,46 +697,57 @@ class Client:
                     yield command.which, b"".join(parts)
                     parts = []
                 elif isinstance(event, ErrResponse):
-                    raise error_for(event, command)
+                    raise self._refused(replies, command, event)
 
     def retr_many_to(self, numbers: Iterable[int], open_file: Callable[[int], BinaryIO]) -> None:
         """Stream each of `numbers` into ``open_file(number)`` (closed when written).
 
-        Memory stays bounded by a receive, whatever the message sizes.
+        Memory stays bounded by a receive, whatever the message sizes. A message
+        the server refuses raises as in `retr_many`; if ``open_file`` or a
+        file's ``write`` raises, the connection is closed (without QUIT).
         """
         file: BinaryIO | None = None
-        replies = self._pipeline(Retr(n) for n in numbers)
         try:
-            for command, event in replies:
-                assert isinstance(command, Retr)
-                if type(event) is OkResponse:
-                    file = open_file(command.which)
-                elif type(event) is Data:
-                    assert isinstance(event, Data)
-                    assert file is not None
-                    file.write(event.data)
-                elif type(event) is EndOfMultiline:
-                    assert file is not None
-                    file.close()
-                    file = None
-                elif isinstance(event, ErrResponse):
-                    raise error_for(event, command)
+            with (
+                self._guard,
+                contextlib.closing(self._pipeline(Retr(n) for n in numbers)) as replies,
+            ):
+                for command, event in replies:
+                    assert isinstance(command, Retr)
+                    if type(event) is OkResponse:
+                        file = open_file(command.which)
+                    elif type(event) is Data:
+                        assert isinstance(event, Data)
+                        assert file is not None
+                        file.write(event.data)
+                    elif type(event) is EndOfMultiline:
+                        assert file is not None
+                        file.close()
+                        file = None
+                    elif isinstance(event, ErrResponse):
+                        raise self._refused(replies, command, event)
         finally:
-            replies.close()  # reads the replies already asked for
             if file is not None:
                 file.close()
 
     def dele_many(self, numbers: Iterable[int]) -> None:
         """Mark each of `numbers` deleted, pipelined when possible."""
-        with contextlib.closing(self._pipeline(Dele(n) for n in numbers)) as replies:
+        with (
+            self._guard,
+            contextlib.closing(self._pipeline(Dele(n) for n in numbers)) as replies,
+        ):
             for command, event in replies:
                 if isinstance(event, ErrResponse):
-                    raise error_for(event, command)
+                    raise self._refused(replies, command, event)
 
     # ----------------------------------------------------------- ending
 
     def quit(self) -> None:
-        """End the session with QUIT: deletions are committed. Then close."""
+        """End the session with QUIT: deletions are committed. Then close.
+
+        While an iterator holds the connection, QUIT is not sent (nothing is
+        deleted): the connection is closed and `pop3core.LocalProtocolError` raised.
+        """
         try:
             if not self._closed:
                 self._reply(Quit())
