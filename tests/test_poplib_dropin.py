@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import hmac
 import importlib.util
+import inspect
 import io
 import os
 import poplib as stdlib_poplib
@@ -21,9 +22,11 @@ import ssl
 import subprocess
 import sys
 import threading
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -119,8 +122,10 @@ class Scripted:
                         data = reply(line) if callable(reply) else reply
                         if not data:
                             break  # an empty reply: close the connection
-                        conn.sendall(data.removesuffix(HANG_UP))
-                        if data.endswith(HANG_UP):
+                        hang_up = data.endswith(HANG_UP)
+                        with memoryview(data) as view:  # big replies are not copied
+                            conn.sendall(view[: len(data) - len(HANG_UP)] if hang_up else view)
+                        if hang_up:
                             break
                         if word == "QUIT":
                             break
@@ -285,13 +290,20 @@ def test_maxline_is_read_at_call_time(
             "RETR": b"+OK\r\n" + long_line + b"\r\n.\r\n",
         }
     )
-    pop = dropin.POP3("127.0.0.1", server.port)
-    with pytest.raises(dropin.error_proto, match="line too long"):
-        pop.retr(1)  # the whole reply is consumed: the connection stays usable
-    monkeypatch.setattr(dropin, "_MAXLINE", 1 << 20)  # what getmail6 does
-    assert pop.noop() == b"+OK " + long_line
-    assert pop.retr(1) == (b"+OK", [long_line], 5002)
-    pop.close()
+
+    def action(pop: Any) -> list[tuple[str, Any]]:
+        # poplib reads _MAXLINE + 1 octets of the long line and leaves the rest
+        # unread, for the next replies (test_poplib's TLS tearDown relies on it).
+        return [outcome(lambda: pop.retr(1)), outcome(pop.noop), outcome(pop.noop)]
+
+    expected, got = both(server.port, action)
+    assert got == expected
+    assert got[1][0] == ("error_proto", ("line too long",))
+    for module in (stdlib_poplib, dropin):
+        monkeypatch.setattr(module, "_MAXLINE", 1 << 20)  # what getmail6 does
+    expected, got = both(server.port, lambda pop: (pop.noop(), pop.retr(1)))
+    assert got == expected
+    assert got[1] == (b"+OK " + long_line, (b"+OK", [long_line], 5002))
 
 
 def test_commands_with_cr_or_lf_are_refused(scripted: Callable[..., Scripted]) -> None:
@@ -375,14 +387,25 @@ LINE_TEXT = st.one_of(
     st.sampled_from([b"", b".", b"..", b"...", b".x", b"..x", b"\r", b"\rx", b"\r..x", b" ."]),
     st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")),
     st.integers(min_value=2000, max_value=2100).map(lambda n: b"y" * n),
+    st.integers(min_value=2000, max_value=2100).map(lambda n: b"." * n),
+)
+# "+\n" is the only status line poplib reads with a _MAXLINE as small as 2.
+STATUS = st.sampled_from([b"+OK body\r\n", b"+\n"])
+# How a body ends: with a terminator (a reply follows), or cut off by EOF, where
+# poplib's line stripping may still see a terminator (".\r", "..", ".x").
+ENDINGS = st.sampled_from(
+    [b".\r\n", b".\n", b".\r", b"..", b".x", b".", b"x", b"\r.", b"\r..", b""]
 )
 
 
-def wire_body(lines: list[tuple[bytes, bytes]]) -> bytes:
-    """A multi-line reply body with the given lines, stuffed as an RFC 1939 server does."""
+def wire_body(lines: list[tuple[bytes, bytes]], stuff: bool = True) -> bytes:
+    """A multi-line reply body with the given lines, stuffed as an RFC 1939 server does.
+
+    Without `stuff`, dot lines go out as they are, as a careless server sends them.
+    """
     out = []
     for text, end in lines:
-        line = b"." + text if text.startswith(b".") else text
+        line = b"." + text if stuff and text.startswith(b".") else text
         if line == b"\r." and end == b"\n":
             # poplib also ends the body at "CR . LF"; pop3core does not (see poplib.py).
             line = b"\r.."
@@ -396,15 +419,25 @@ def wire_body(lines: list[tuple[bytes, bytes]]) -> bytes:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
+    status=STATUS,
     lines=st.lists(st.tuples(LINE_TEXT, LINE_ENDS), max_size=30),
-    terminator=st.sampled_from([b".\r\n", b".\n"]),
-    maxline=st.sampled_from([2048, 60, 1 << 20]),
+    stuff=st.booleans(),
+    ending=ENDINGS,
+    maxline=st.sampled_from([2048, 60, 3, 2, 1 << 20]),
     buffer_size=st.sampled_from([1, 2, 3, 7, 64, 8192]),
 )
 def test_multiline_bodies_match_poplib(
-    lines: list[tuple[bytes, bytes]], terminator: bytes, maxline: int, buffer_size: int
+    *,
+    status: bytes,
+    lines: list[tuple[bytes, bytes]],
+    stuff: bool,
+    ending: bytes,
+    maxline: int,
+    buffer_size: int,
 ) -> None:
-    wire = b"+OK body\r\n" + wire_body(lines) + terminator + b"+OK after\r\n"
+    wire = status + wire_body(lines, stuff) + ending
+    if ending.endswith(b"\n"):
+        wire += b"+OK after\r\n"
     results = []
     for module in (stdlib_poplib, dropin):
         old = module._MAXLINE
@@ -414,13 +447,447 @@ def test_multiline_bodies_match_poplib(
             pop._debugging = 0
             raw = io.BytesIO(wire)
             pop.file = io.BufferedReader(raw, buffer_size=buffer_size)  # type: ignore[arg-type]
-            got = outcome(pop._getlongresp)
-            if got[0] == "ok":
-                got = (got[0], got[1], pop._getresp())  # the rest stays readable
-            results.append(got)
+            # The reply, then what is left unread, also after an error.
+            results.append((outcome(pop._getlongresp), pop.file.read()))
         finally:
             module._MAXLINE = old
     assert results[1] == results[0]
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    status=STATUS,
+    lines=st.lists(st.tuples(LINE_TEXT, LINE_ENDS), max_size=30),
+    stuff=st.booleans(),
+    ending=ENDINGS,
+    maxline=st.sampled_from([2048, 60, 2, 1 << 20]),
+    buffer_size=st.sampled_from([1, 7, 64, 8192]),
+)
+def test_multiline_bodies_over_a_socket_match_poplib(
+    *,
+    status: bytes,
+    lines: list[tuple[bytes, bytes]],
+    stuff: bool,
+    ending: bytes,
+    maxline: int,
+    buffer_size: int,
+) -> None:
+    # Over a socket, once the file's buffer is drained, the drop-in peeks at
+    # the kernel's queue (MSG_PEEK) and consumes through file.raw.
+    wire = status + wire_body(lines, stuff) + ending
+    if ending.endswith(b"\n"):
+        wire += b"+OK after\r\n"
+    results = []
+    for module in (stdlib_poplib, dropin):
+        old = module._MAXLINE
+        module._MAXLINE = maxline
+        ours, theirs = socket.socketpair()
+        try:
+            theirs.sendall(wire)
+            theirs.shutdown(socket.SHUT_WR)
+            pop = module.POP3.__new__(module.POP3)
+            pop._debugging = 0
+            pop.sock = ours
+            pop.file = ours.makefile("rb", buffering=buffer_size)
+            results.append((outcome(pop._getlongresp), pop.file.read()))
+            pop.file.close()
+        finally:
+            module._MAXLINE = old
+            ours.close()
+            theirs.close()
+    assert results[1] == results[0]
+
+
+def big_body(size: int, long_line_at: int | None = None) -> bytes:
+    """A stuffed body of about `size` octets with every kind of line poplib reads."""
+    kinds = [
+        b"Subject: a header line\r\n",
+        b"..stuffed dot line\r\n",
+        b".\x00 dot kept as it is\r\n",
+        b"\r\n",
+        b"a bare LF line\n",
+        b"\rCR-first line\n",
+        b"x" * 2040 + b"\r\n",
+        b"prose " * 12 + b"\r\n",
+    ]
+    out = []
+    total = 0
+    count = 0
+    while total < size:
+        line = kinds[count % len(kinds)]
+        if long_line_at is not None and total >= long_line_at:
+            line = b"y" * 3000 + b"\r\n"
+            long_line_at = None
+        out.append(line)
+        total += len(line)
+        count += 1
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("long_line_at", [None, 3 << 20])
+def test_a_big_body_over_loopback_matches_poplib(
+    scripted: Callable[..., Scripted], long_line_at: int | None
+) -> None:
+    body = big_body(6 << 20, long_line_at)
+    server = scripted({"RETR": b"+OK\r\n" + body + b".\r\n+OK extra\r\n", "NOOP": b"+OK\r\n"})
+
+    def action(pop: Any) -> tuple[Any, Any]:
+        return outcome(lambda: pop.retr(1)), outcome(pop._getresp)
+
+    expected, got = both(server.port, action)
+    assert got == expected
+    retr, after = got[1]
+    if long_line_at is None:
+        assert retr[0] == "ok"
+        assert after == ("ok", b"+OK extra")
+    else:
+        assert retr == ("error_proto", ("line too long",))
+
+
+# -- what poplib code hooks into, and poplib's limits ----------------------------------
+
+
+BODY_REPLIES = {"RETR": b"+OK\r\na\r\n..b\r\n.\r\n", "NOOP": b"+OK\r\n"}
+
+
+@pytest.mark.parametrize("where", ["instance", "class"])
+def test_a_patched_getline_reads_bodies(scripted: Callable[..., Scripted], where: str) -> None:
+    server = scripted(BODY_REPLIES)
+
+    def action(pop: Any) -> tuple[Any, int]:
+        calls: list[bytes] = []
+        if where == "instance":  # p._getline = wrapper
+            original = pop._getline
+
+            def counting() -> tuple[bytes, int]:
+                line, octets = original()
+                calls.append(line)
+                return line, octets
+
+            pop._getline = counting
+            return pop.retr(1), len(calls)
+        unbound = type(pop)._getline  # mock.patch.object(poplib.POP3, "_getline", ...)
+
+        def counting_method(self: Any) -> tuple[bytes, int]:
+            line, octets = unbound(self)
+            calls.append(line)
+            return line, octets
+
+        with mock.patch.object(type(pop), "_getline", counting_method):
+            return pop.retr(1), len(calls)
+
+    expected, got = both(server.port, action)
+    assert got == expected
+    assert got[1][1] == 4  # status, two lines, terminator
+
+
+class LoggingFile:
+    """Wraps poplib's `file` to log every line read, delegating the rest."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+        self.lines: list[bytes] = []
+
+    def readline(self, *args: Any) -> bytes:
+        line: bytes = self.file.readline(*args)
+        self.lines.append(line)
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
+
+
+def test_a_wrapped_file_reads_bodies(scripted: Callable[..., Scripted]) -> None:
+    server = scripted(BODY_REPLIES)
+
+    def action(pop: Any) -> tuple[Any, list[bytes]]:
+        pop.file = LoggingFile(pop.file)
+        return pop.retr(1), pop.file.lines
+
+    expected, got = both(server.port, action)
+    assert got == expected
+    assert len(got[1][1]) == 4
+
+
+class FakeSocket:
+    """A hand-written socket double, with Lib/test/mock_socket.py's makefile signature."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.sent: list[bytes] = []
+
+    def makefile(self, mode: str = "r", bufsize: int = -1) -> io.BufferedReader:
+        return io.BufferedReader(io.BytesIO(self.data))
+
+    def sendall(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def shutdown(self, how: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class FakeContext:
+    """Wraps a socket into a FakeSocket, as `ssl.SSLContext.wrap_socket` would."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.wrapped: list[tuple[Any, str]] = []
+
+    def wrap_socket(self, sock: Any, server_hostname: str) -> FakeSocket:
+        self.wrapped.append((sock, server_hostname))
+        return FakeSocket(self.data)
+
+
+def test_a_fake_socket_gets_poplibs_makefile_calls() -> None:
+    results = []
+    for module in (stdlib_poplib, dropin):
+        fake = FakeSocket(b"+OK hi\r\n+OK\r\n1 1\r\n.\r\n+OK\r\nSTLS\r\n.\r\n+OK go\r\n")
+        context = FakeContext(b"+OK\r\n1 1\r\n.\r\n")
+        with mock.patch("socket.create_connection", return_value=fake):
+            pop = module.POP3("pop.example", 110)
+        results.append(
+            (
+                pop.welcome,
+                pop.list(),
+                pop.stls(context),  # type: ignore[arg-type]
+                pop.sock is not fake and context.wrapped == [(fake, "pop.example")],
+                pop.list(),
+                fake.sent,
+            )
+        )
+    assert results[1] == results[0]
+
+
+def test_small_replies_cost_little_memory(scripted: Callable[..., Scripted]) -> None:
+    server = scripted(REPLIES)
+    peaks = []
+    for module in (stdlib_poplib, dropin):
+        tracemalloc.start()
+        try:
+            pop = module.POP3("127.0.0.1", server.port)
+            pop.capa()
+            pop.list()
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            pop.close()
+        finally:
+            tracemalloc.stop()
+    assert peaks[1] < peaks[0] + 32 * 1024, peaks
+
+
+class Spelled:
+    """An argument whose str() and format() differ: poplib's "%s" uses str()."""
+
+    def __str__(self) -> str:
+        return "7"
+
+    def __format__(self, spec: str) -> str:
+        return "<formatted>"
+
+
+def echo(line: bytes) -> bytes:
+    return b"+OK " + line.rstrip(b"\r\n") + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        lambda pop: pop.dele((1,)),
+        lambda pop: pop.dele((1, 2)),  # TypeError from "%" itself
+        lambda pop: pop.dele(Spelled()),
+        lambda pop: pop.list((2,)),
+        lambda pop: pop.uidl(Spelled()),
+        lambda pop: pop.user(Spelled()),
+        lambda pop: pop.pass_(("secret",)),
+        lambda pop: pop.rpop(Spelled()),
+        lambda pop: pop.retr(Spelled()),
+        lambda pop: pop.top(Spelled(), (0,)),
+        lambda pop: pop.apop(Spelled(), "tanstaaf"),
+    ],
+)
+def test_arguments_are_formatted_as_poplibs(
+    scripted: Callable[..., Scripted], action: Callable[[Any], Any]
+) -> None:
+    replies: dict[str, Any] = dict.fromkeys(("DELE", "LIST", "UIDL", "USER"), echo)
+    replies |= dict.fromkeys(("PASS", "RPOP", "APOP"), echo)
+    replies |= dict.fromkeys(("RETR", "TOP"), lambda line: echo(line) + b".\r\n")
+    server = scripted(replies)
+    expected, got = both(server.port, action)
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("greeting", "action"),
+    [
+        (None, lambda pop: pop._putcmd(b"NOOP")),
+        (None, lambda pop: pop._shortcmd(b"NOOP")),
+        (None, lambda pop: pop._putline("NOOP")),
+        (None, lambda pop: pop._putline(memoryview(b"NOOP"))),
+        (None, lambda pop: pop.apop("alice", b"tanstaaf")),
+        (b"+OK no timestamp\r\n", lambda pop: pop.apop("alice", b"tanstaaf")),
+    ],
+)
+def test_wrong_argument_types_fail_as_in_poplib(
+    scripted: Callable[..., Scripted], greeting: bytes | None, action: Callable[[Any], Any]
+) -> None:
+    server = scripted(REPLIES, **({"greeting": greeting} if greeting else {}))
+    expected, got = both(server.port, lambda pop: (outcome(lambda: action(pop)), pop.noop()))
+    assert got == expected
+    assert got[1][0][0] == "TypeError"
+
+
+PUTLINE_AUDIT_SCRIPT = """
+import sys
+import poplib
+import pop3_blocking.poplib as dropin
+events = []
+sys.addaudithook(lambda name, args: events.append(args[1]) if name == "poplib.putline" else None)
+class Sink:
+    def sendall(self, data):
+        events.append(("sent", data))
+for module in (poplib, dropin):
+    pop = module.POP3.__new__(module.POP3)
+    pop._debugging = 0
+    pop.sock = Sink()
+    for line in ("NOOP", b"NOOP", b"USER a\\r\\nDELE 1"):
+        events.clear()
+        try:
+            pop._putline(line)
+            print("ok", events)
+        except Exception as exc:
+            print(type(exc).__name__, exc, events)
+"""
+
+
+def test_putline_audits_and_fails_as_poplib() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PUTLINE_AUDIT_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    # A str is audited, then fails with poplib's TypeError; bytes are sent.
+    assert lines[3:5] == lines[:2]
+    assert lines[3] == "TypeError can only concatenate str (not \"bytes\") to str ['NOOP']"
+    assert lines[4] == "ok [b'NOOP', ('sent', b'NOOP\\r\\n')]"
+    # CR or LF: refused before the audit event, as nothing is sent.
+    assert lines[5] == "ValueError a POP3 command must not contain CR or LF []"
+
+
+@pytest.mark.parametrize("tail", [b".\r", b"..", b".x", b"\r..", b"x", b""])
+def test_a_body_cut_off_by_eof_is_poplibs(scripted: Callable[..., Scripted], tail: bytes) -> None:
+    # poplib's _getline strips the last octet of an unfinished line: ".\r", ".."
+    # and ".x" end the body; anything else is "-ERR EOF".
+    server = scripted({"LIST": b"+OK\r\n1 10\r\n" + tail + HANG_UP})
+    expected, got = both(server.port, lambda pop: pop.list())
+    assert got == expected
+
+
+@pytest.mark.parametrize("then", [b"", HANG_UP])
+def test_a_body_line_without_end_is_refused_after_maxline_octets(
+    scripted: Callable[..., Scripted], then: bytes
+) -> None:
+    # CVE-2013-1752: poplib stops reading after _MAXLINE + 1 octets of a line,
+    # whether the server then waits or hangs up.
+    flood = b"x" * (8 << 20)
+    server = scripted({"RETR": b"+OK\r\n" + flood + then})
+    expected, got = both(
+        server.port, lambda pop: (outcome(lambda: pop.retr(1)), outcome(pop.noop))
+    )
+    assert got == expected
+    assert got[1][0] == ("error_proto", ("line too long",))
+    tracemalloc.start()
+    try:
+        pop = dropin.POP3("127.0.0.1", server.port, timeout=10)
+        with pytest.raises(dropin.error_proto, match="line too long"):
+            pop.retr(1)
+        peak = tracemalloc.get_traced_memory()[1]
+        pop.close()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"." + b"a" * 2045 + b"\r\n",  # 2048 octets, an unstuffed dot line: accepted
+        b"." + b"a" * 2046 + b"\n",
+        b"." + b"a" * 2046 + b"\r\n",  # 2049 octets: too long
+        b".." + b"a" * 2045 + b"\r\n",  # 2049 octets on the wire, 2048 unstuffed: too long
+        b"a" * 2047 + b"\n",
+        b"a" * 2047 + b"\r\n",
+    ],
+)
+def test_lines_at_the_maxline_bound_are_poplibs(
+    scripted: Callable[..., Scripted], line: bytes
+) -> None:
+    server = scripted({"RETR": b"+OK\r\nfirst\r\n" + line + b".\r\n", "NOOP": b"+OK\r\n"})
+    expected, got = both(
+        server.port, lambda pop: (outcome(lambda: pop.retr(1)), outcome(pop.noop))
+    )
+    assert got == expected
+
+
+def shape(function: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+
+
+@pytest.mark.parametrize("name", ["POP3", "POP3_SSL"])
+def test_method_signatures_are_this_pythons_poplibs(name: str) -> None:
+    theirs = getattr(stdlib_poplib, name)
+    ours = getattr(dropin, name)
+    methods = [
+        attr
+        for attr, value in vars(stdlib_poplib.POP3).items() | vars(theirs).items()
+        if inspect.isfunction(value)
+    ]
+    assert "stls" in methods
+    for attr in methods:
+        assert shape(getattr(ours, attr)) == shape(getattr(theirs, attr)), attr
+
+
+def test_pop3_ssl_stls_refuses_as_poplibs() -> None:
+    # Every argument this Python's poplib accepts (3.11 still has keyfile and certfile).
+    arguments = [None] * (len(inspect.signature(stdlib_poplib.POP3_SSL.stls).parameters) - 1)
+    results = []
+    for module in (stdlib_poplib, dropin):
+        pop = module.POP3_SSL.__new__(module.POP3_SSL)
+        results.append((outcome(lambda pop=pop: pop.stls(*arguments)), outcome(pop.stls)))
+    assert results[1] == results[0]
+    assert results[1][0] == ("error_proto", ("-ERR TLS session already established",))
+
+
+def test_the_default_tls_context_is_made_at_call_time(scripted: Callable[..., Scripted]) -> None:
+    # Applications patch ssl._create_stdlib_context (to verify, or to log).
+    server = scripted({"CAPA": b"+OK\r\nSTLS\r\n.\r\n", "STLS": b"+OK go\r\n"})
+    calls: list[Any] = []
+
+    def factory(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        calls.append((args, kwargs))
+        raise RuntimeError("the patched factory")
+
+    results = []
+    with mock.patch.object(ssl, "_create_stdlib_context", factory):
+        for module in (stdlib_poplib, dropin):
+            calls.clear()
+            pop = module.POP3("127.0.0.1", server.port, timeout=10)
+            results.append((outcome(pop.stls), list(calls)))
+            pop.close()
+            calls.clear()
+            tls = outcome(lambda module=module: module.POP3_SSL("127.0.0.1", server.port))
+            results.append((tls, list(calls)))
+    assert results[2:] == results[:2]
+    assert results[2] == (("RuntimeError", "the patched factory"), [((), {})])
 
 
 # -- poplib's internals, as applications use them ---------------------------------------

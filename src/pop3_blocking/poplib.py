@@ -10,12 +10,15 @@ verify). CPython's own test_poplib passes against it
 
 What differs, on purpose:
 
-- Multi-line replies are read in large blocks and unstuffed by pop3core's
-  lenient `BodyDecoder` instead of line by line, which makes `POP3.retr` about three
-  times faster on large messages. The lines, octet counts and errors are poplib's, including
-  ``error_proto("line too long")`` for a body line longer than `_MAXLINE`
-  (read at call time). Subclasses that override `_getline`, and debug level 2,
-  get poplib's line-by-line reading.
+- Multi-line replies are read in blocks (peeked from the socket file's buffer,
+  and from the kernel's receive queue on a plain socket) and unstuffed by
+  pop3core's lenient `BodyDecoder` instead of line by line, which makes
+  `POP3.retr` about three times faster on large messages. The lines, octet
+  counts, errors and the bytes left unread after one are poplib's: a line
+  that may be longer than `_MAXLINE` (read at call time) is read with
+  poplib's own ``readline(_MAXLINE + 1)``. A `_getline` overridden or patched
+  (on the class or the instance), a `file` that is not exactly an
+  `io.BufferedReader`, and debug level 2 get poplib's line-by-line reading.
 - A command containing CR or LF is refused with `ValueError` instead of being
   sent (poplib lets it through: CPython issue 94019).
 - `stat` rejects a malformed reply with `error_proto` (as newer CPython does).
@@ -34,8 +37,10 @@ from __future__ import annotations
 
 import errno
 import inspect
+import io
 import poplib as _stdlib_poplib
 import re
+import select
 import socket
 import sys
 import warnings
@@ -75,8 +80,10 @@ CRLF = CR + LF
 # Odoo, Frappe) and expect the new bound to apply.
 _MAXLINE = 2048
 
-# Bytes a multi-line reply is read in (the socket file's buffer size).
-_BLOCK = 1024 * 1024
+# Up to this many octets of a body are peeked at once in the kernel's receive
+# queue, past the socket file's small buffer (see POP3._read_body).
+_KERNEL_PEEK = 1024 * 1024
+_poll = getattr(select, "poll", None)  # not on Windows: there the file's buffer is used
 
 _DEFAULT_TIMEOUT: Any = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
 
@@ -107,7 +114,7 @@ class POP3:
         self._tls_established = False
         sys.audit("poplib.connect", self, host, port)
         self.sock = self._create_socket(timeout)
-        self.file = self.sock.makefile("rb", buffering=_BLOCK)
+        self.file = self.sock.makefile("rb")
         self._debugging = 0
         try:
             self.welcome = self._getresp()
@@ -125,7 +132,9 @@ class POP3:
     def _putline(self, line: bytes) -> None:
         if self._debugging > 1:
             print("*put*", repr(line))
-        if b"\r" in line or b"\n" in line:
+        # Only bytes can be checked; anything else fails below as in poplib
+        # (after the audit event, with poplib's TypeError).
+        if isinstance(line, (bytes, bytearray)) and (b"\r" in line or b"\n" in line):
             raise ValueError("a POP3 command must not contain CR or LF")
         sys.audit("poplib.putline", self, line)
         self.sock.sendall(line + CRLF)
@@ -133,7 +142,7 @@ class POP3:
     def _putcmd(self, line: str) -> None:
         if self._debugging:
             print("*cmd*", repr(line))
-        self._putline(line.encode(self.encoding))
+        self._putline(bytes(line, self.encoding))
 
     def _getline(self) -> tuple[bytes, int]:
         """One line without its end, and the octets it took on the wire."""
@@ -144,13 +153,7 @@ class POP3:
             print("*get*", repr(line))
         if not line:
             raise error_proto("-ERR EOF")
-        octets = len(line)
-        # readline ends at LF: the line ends in CRLF or LF, or is CR ... LF.
-        if line[-2:] == CRLF:
-            return line[:-2], octets
-        if line[:1] == CR:
-            return line[1:-1], octets
-        return line[:-1], octets
+        return _strip(line), len(line)
 
     def _getresp(self) -> bytes:
         resp, _ = self._getline()
@@ -162,10 +165,12 @@ class POP3:
 
     def _getlongresp(self) -> LongResponse:
         resp = self._getresp()
+        # The block reader replaces poplib's _getline loop over a plain
+        # BufferedReader: code that hooks into that loop gets the loop.
         if (
             self._debugging > 1
-            or type(self)._getline is not POP3._getline
-            or not hasattr(self.file, "peek")
+            or getattr(self._getline, "__func__", None) is not _POP3_GETLINE
+            or type(self.file) is not io.BufferedReader
         ):
             return (resp, *self._read_lines_one_by_one())
         return (resp, *self._read_body())
@@ -184,32 +189,104 @@ class POP3:
         return lines, octets
 
     def _read_body(self) -> tuple[Lines, int]:
-        """Read a multi-line body in blocks: poplib's lines and octets, far fewer calls.
+        """poplib's `_getline` loop over a multi-line body, a buffer at a time.
 
-        Only the bytes up to the terminator are consumed from `file` (peeked,
-        then read), so whatever the server sent after it stays buffered for the
-        next reply, as with poplib's line reading.
+        Each buffer of `file` is peeked, its whole lines are decoded, and only
+        what was decoded is consumed, so what follows the terminator stays
+        buffered for the next reply. The start of an unfinished line is
+        consumed too (a buffer refills only once empty) and kept. A line that
+        may be longer than `_MAXLINE` is read as poplib reads it, with
+        ``readline(_MAXLINE + 1)`` from its start: same error, same bytes left.
+
+        `file`'s buffer is poplib's (8 KiB). Once it is empty, on a plain
+        socket, what the kernel already holds is peeked instead (up to
+        `_KERNEL_PEEK` octets, with ``MSG_PEEK``) and consumed through
+        ``file.raw``: far fewer calls. Waiting for data is left to `file`.
         """
-        decoder = pop3core.BodyDecoder(strict=False)
+        maxline = _MAXLINE  # >= 2, or poplib's status line was refused
         file = self.file
-        lines = _LineCollector(_MAXLINE)
-        carry = b""  # the start of a line the decoder could not judge yet
-        sink = memoryview(bytearray(_BLOCK))
+        # No `sock` is fine: poplib reads bodies from `file` alone.
+        poller = _kernel_poller(getattr(self, "sock", None), file)
+        decoder = pop3core.BodyDecoder(strict=False)
+        lines: list[bytes] = []
+        octets = 0
+        carry: list[bytes] = []  # the unfinished line: consumed, no LF, < maxline octets
+        carried = 0
+        sink: memoryview | None = None  # scratch to consume peeked bytes into
+        buffered = True  # file's buffer may hold data
         while True:
-            block = file.peek(_BLOCK)
+            # poll(0) never blocks: waiting is file's, with SocketIO's timeout rules.
+            if not buffered and poller is not None and poller.poll(0):
+                block: bytes = self.sock.recv(_KERNEL_PEEK, socket.MSG_PEEK)
+                readinto = file.raw.readinto
+            else:
+                block = file.peek()
+                readinto = file.readinto
             if not block:
+                # EOF: poplib's last readline gets the unfinished line, which
+                # its stripping may turn into the terminator (".\r", "..").
+                if _strip(b"".join(carry)) == b".":
+                    return lines, octets
                 raise error_proto("-ERR EOF")
-            data = carry + block if carry else block
-            body, end, finished = decoder.feed(data, 0)
-            lines.add(body)
-            # Consume what was decoded; into a reused buffer, which is cheaper
-            # than a new bytes object for what is already in hand.
-            if finished:
-                file.readinto(sink[: end - len(carry)])
-                break
-            carry = data[end:]
-            file.readinto(sink[: len(block)])
-        return lines.result()
+            if sink is None or len(sink) < len(block):
+                sink = memoryview(bytearray(len(block)))
+            last_lf = block.rfind(LF)
+            if last_lf < 0:
+                data = b""
+                long_at = 0 if carried + len(block) >= maxline else -1
+            else:
+                if carry:  # one copy: the block's whole lines are joined from a view
+                    with memoryview(block) as view:
+                        data = b"".join([*carry, view[: last_lf + 1]])
+                else:
+                    data = block if last_lf + 1 == len(block) else block[: last_lf + 1]
+                long_at = _long_line_start(data, maxline)
+                if long_at < 0 and len(block) - last_lf - 1 >= maxline:
+                    long_at = len(data)  # the unfinished line is already too long
+            cut = len(data) if long_at < 0 else long_at
+            if cut:
+                piece, end, finished = decoder.feed(data if cut == len(data) else data[:cut], 0)
+                more, size = _poplib_lines(piece)
+                lines += more
+                octets += size
+                if finished:
+                    _consume(readinto, sink, end - carried)
+                    return lines, octets
+            if long_at >= 0:
+                if long_at < carried:  # the carried line is the long one
+                    line, size = self._getline_rest(b"".join(carry), maxline)
+                else:
+                    _consume(readinto, sink, long_at - carried)
+                    line, size = self._getline_rest(b"", maxline)
+                if line == b".":
+                    return lines, octets
+                if line.startswith(b".."):
+                    line = line[1:]
+                    size -= 1
+                lines.append(line)
+                octets += size
+                carry = []
+                carried = 0
+                buffered = True  # readline may have buffered what follows
+                continue
+            if last_lf < 0:
+                carry.append(block)
+                carried += len(block)
+            else:
+                carry = [block[last_lf + 1 :]] if last_lf + 1 < len(block) else []
+                carried = len(block) - last_lf - 1
+            _consume(readinto, sink, len(block))
+            buffered = False  # file.peek returned all it held, and that is consumed
+
+    def _getline_rest(self, start: bytes, maxline: int) -> tuple[bytes, int]:
+        """poplib's `_getline` for a line whose first octets, `start`, were consumed.
+
+        The line is never empty: its first octets were peeked.
+        """
+        line = start + self.file.readline(maxline + 1 - len(start))
+        if len(line) > maxline:
+            raise error_proto("line too long")
+        return _strip(line), len(line)
 
     def _shortcmd(self, line: str) -> bytes:
         self._putcmd(line)
@@ -220,6 +297,8 @@ class POP3:
         return self._getlongresp()
 
     # -- the commands --------------------------------------------------------
+    # Formatted with "%", as poplib's: "DELE %s" % (1,) sends "DELE 1", and an
+    # argument's __str__ is used, not its __format__.
 
     def getwelcome(self) -> bytes:
         return self.welcome
@@ -228,10 +307,10 @@ class POP3:
         self._debugging = level
 
     def user(self, user: str) -> bytes:
-        return self._shortcmd(f"USER {user}")
+        return self._shortcmd("USER %s" % user)  # noqa: UP031
 
     def pass_(self, pswd: str) -> bytes:
-        return self._shortcmd(f"PASS {pswd}")
+        return self._shortcmd("PASS %s" % pswd)  # noqa: UP031
 
     def stat(self) -> tuple[int, int]:
         """(message count, maildrop size in octets)."""
@@ -249,14 +328,14 @@ class POP3:
     def list(self, which: Any = None) -> Any:
         """The scan listing: ``(resp, lines, octets)``, or the one reply line with `which`."""
         if which is not None:
-            return self._shortcmd(f"LIST {which}")
+            return self._shortcmd("LIST %s" % which)  # noqa: UP031
         return self._longcmd("LIST")
 
     def retr(self, which: Any) -> LongResponse:
-        return self._longcmd(f"RETR {which}")
+        return self._longcmd("RETR %s" % which)  # noqa: UP031
 
     def dele(self, which: Any) -> bytes:
-        return self._shortcmd(f"DELE {which}")
+        return self._shortcmd("DELE %s" % which)  # noqa: UP031
 
     def noop(self) -> bytes:
         return self._shortcmd("NOOP")
@@ -291,23 +370,24 @@ class POP3:
                     sock.close()
 
     def rpop(self, user: str) -> bytes:
-        return self._shortcmd(f"RPOP {user}")
+        return self._shortcmd("RPOP %s" % user)  # noqa: UP031
 
     def apop(self, user: str, password: str) -> bytes:
         """Log in with APOP, using the timestamp of `welcome`."""
+        secret = bytes(password, self.encoding)
         match = self.timestamp.match(self.welcome)
         if not match:
             raise error_proto("-ERR APOP not supported by server")
-        digest = pop3core.apop_digest(match.group(1), password.encode(self.encoding))
-        return self._shortcmd(f"APOP {user} {digest}")
+        digest = pop3core.apop_digest(match.group(1), secret)
+        return self._shortcmd("APOP %s %s" % (user, digest))  # noqa: UP031
 
     def top(self, which: Any, howmuch: Any) -> LongResponse:
-        return self._longcmd(f"TOP {which} {howmuch}")
+        return self._longcmd("TOP %s %s" % (which, howmuch))  # noqa: UP031
 
     def uidl(self, which: Any = None) -> Any:
         """The unique-id listing: ``(resp, lines, octets)``, or the one reply line with `which`."""
         if which is not None:
-            return self._shortcmd(f"UIDL {which}")
+            return self._shortcmd("UIDL %s" % which)  # noqa: UP031
         return self._longcmd("UIDL")
 
     def utf8(self) -> bytes:
@@ -335,10 +415,11 @@ class POP3:
         if "STLS" not in self.capa():
             raise error_proto("-ERR STLS not supported by server")
         if context is None:
-            context = ssl._create_unverified_context()
+            # Looked up at call time, as poplib does: applications patch it.
+            context = ssl._create_stdlib_context()  # type: ignore[attr-defined]
         resp = self._shortcmd("STLS")
         self.sock = context.wrap_socket(self.sock, server_hostname=self.host)
-        self.file = self.sock.makefile("rb", buffering=_BLOCK)
+        self.file = self.sock.makefile("rb")
         self._tls_established = True
         return resp
 
@@ -410,6 +491,10 @@ class POP3:
             self.close()
 
 
+# The block reader stands in for this function only: a bound `_getline` that is
+# anything else (a subclass's, a patch on the class or the instance) is called.
+_POP3_GETLINE = POP3._getline
+
 if HAVE_SSL:
 
     class POP3_SSL(POP3):
@@ -426,7 +511,7 @@ if HAVE_SSL:
                 context: ssl.SSLContext | None = None,
             ) -> None:
                 if context is None:
-                    context = ssl._create_unverified_context()
+                    context = ssl._create_stdlib_context()  # type: ignore[attr-defined]
                 self.context = context
                 POP3.__init__(self, host, port, timeout)
 
@@ -454,7 +539,9 @@ if HAVE_SSL:
                 self.keyfile = keyfile
                 self.certfile = certfile
                 if context is None:
-                    context = ssl._create_unverified_context(certfile=certfile, keyfile=keyfile)
+                    context = ssl._create_stdlib_context(  # type: ignore[attr-defined]
+                        certfile=certfile, keyfile=keyfile
+                    )
                 self.context = context
                 POP3.__init__(self, host, port, timeout)
 
@@ -466,154 +553,104 @@ if HAVE_SSL:
                 sock.close()
                 raise
 
-        def stls(self, context: ssl.SSLContext | None = None) -> bytes:
-            raise error_proto("-ERR TLS session already established")
+        if sys.version_info >= (3, 12):
+
+            def stls(self, context: ssl.SSLContext | None = None) -> bytes:
+                raise error_proto("-ERR TLS session already established")
+
+        else:  # that poplib's signature, deprecated arguments included
+
+            def stls(  # type: ignore[override]
+                self,
+                keyfile: str | None = None,
+                certfile: str | None = None,
+                context: ssl.SSLContext | None = None,
+            ) -> bytes:
+                raise error_proto("-ERR TLS session already established")
 
 
-class _LineCollector:
-    """poplib's lines of an unstuffed body, split piece by piece as it is decoded.
+def _kernel_poller(sock: Any, file: Any) -> Any:
+    """A poll object for the plain socket `file` reads (its queue can be peeked), or None."""
+    raw = file.raw
+    if (
+        _poll is None
+        or type(sock) is not socket.socket
+        or type(raw) is not socket.SocketIO
+        or raw.fileno() != sock.fileno()
+    ):
+        return None
+    poller = _poll()
+    poller.register(sock, select.POLLIN)
+    return poller
 
-    Splitting each piece while it is in the CPU cache, and then dropping it,
-    touches far less memory than joining the body first. This covers bodies
-    whose lines all end in CRLF, which is what servers send; at the first bare
-    LF it keeps the rest whole and `result` hands everything to `_poplib_lines`.
+
+def _consume(readinto: Callable[[memoryview], int | None], sink: memoryview, size: int) -> None:
+    """Consume `size` octets already peeked, into scratch: cheaper than new bytes."""
+    done = 0
+    while done < size:  # a socket may hand peeked octets over in parts
+        got = readinto(sink[done:size])
+        if not got:  # they cannot vanish; but never spin
+            raise error_proto("-ERR EOF")
+        done += got
+
+
+def _strip(line: bytes) -> bytes:
+    """A line read by poplib's `_getline`, as it returns it.
+
+    Without CRLF; without the first and last octets if it starts with CR;
+    otherwise without the last octet (LF, or anything at EOF).
     """
-
-    __slots__ = ("_long", "_maxline", "_octets", "_partial", "_partial_len", "_raw", "lines")
-
-    def __init__(self, maxline: int) -> None:
-        self.lines: Lines = []
-        self._maxline = maxline
-        self._partial: list[bytes] = []  # the line in progress, in parts (never re-copied)
-        self._partial_len = 0
-        self._raw: list[bytes] | None = None  # the body so far, once a bare LF was seen
-        self._octets = 0
-        self._long = False  # some line may be longer than poplib allows
-
-    def add(self, piece: bytes) -> None:
-        if not piece:
-            return
-        self._octets += len(piece)
-        if self._raw is not None:
-            self._raw.append(piece)
-            return
-        newlines = piece.count(LF)
-        width = self._maxline - 3  # content + CRLF + a possible stuffing dot
-        if self._partial and self._partial[-1][-1:] == CR and piece[:1] == LF:
-            # A CRLF split between two pieces ends the line in hand.
-            self._partial[-1] = self._partial[-1][:-1]
-            self.lines.append(b"".join(self._partial))
-            self._partial = []
-            self._partial_len = 0
-            piece = piece[1:]
-            newlines -= 1
-            if not piece:
-                return
-        parts = piece.split(CRLF)
-        if len(parts) - 1 != newlines:
-            self._keep_whole(piece)
-            return
-        if len(parts) == 1:
-            self._partial.append(piece)
-            self._partial_len += len(piece)
-            self._long = self._long or self._partial_len > width
-            return
-        if self._partial:
-            self._long = self._long or self._partial_len + len(parts[0]) > width
-            self._partial.append(parts[0])
-            parts[0] = b"".join(self._partial)
-        tail = parts.pop()
-        self._partial = [tail] if tail else []
-        self._partial_len = len(tail)
-        self._long = self._long or _may_have_long_lines(piece, width)
-        self.lines += parts
-
-    def _keep_whole(self, piece: bytes) -> None:
-        """Rebuild the body so far (exactly: every line so far ended in CRLF), add `piece`."""
-        head = CRLF.join(self.lines) + CRLF if self.lines else b""
-        self._raw = [head, *self._partial, piece]
-        self.lines = []
-        self._partial = []
-
-    def result(self) -> tuple[Lines, int]:
-        if self._raw is None and self._partial:  # no line end at the end: not from a server
-            self._keep_whole(b"")
-        if self._raw is not None:
-            return _poplib_lines(b"".join(self._raw), self._maxline)
-        if self._long:
-            _check_lengths(self.lines, 2, self._maxline)
-        return self.lines, self._octets
+    if line[-2:] == CRLF:
+        return line[:-2]
+    if line[:1] == CR:
+        return line[1:-1]
+    return line[:-1]
 
 
-def _poplib_lines(body: bytes, maxline: int) -> tuple[Lines, int]:
-    """Split an unstuffed body (each line with its end) as poplib's `_getline` would.
+def _long_line_start(data: bytes, maxline: int) -> int:
+    """Where the first line of `data` (whole lines) too long for poplib starts, or -1.
+
+    poplib refuses a line of `maxline` octets or more before its LF. Jumping
+    from a line start to the last LF within `maxline` octets costs one
+    C-level search per `maxline` octets, far less than measuring every line.
+    """
+    pos = 0
+    end = len(data)
+    rfind = data.rfind
+    while end - pos >= maxline:
+        found = rfind(LF, pos, pos + maxline)
+        if found < 0:
+            return pos
+        pos = found + 1
+    return -1
+
+
+def _poplib_lines(body: bytes) -> tuple[Lines, int]:
+    """Split an unstuffed body of whole lines as poplib's `_getline` would.
 
     Returns the lines without their ends and the octet count poplib reports
     (the wire octets of the lines, less one per removed stuffing dot), which is
-    the length of the unstuffed body. Raises ``error_proto("line too long")``
-    where poplib would.
+    the length of the unstuffed body.
     """
     if not body:
         return [], 0
     lines = body.split(CRLF)
-    newlines = body.count(LF)
-    if len(lines) - 1 == newlines:
-        eol = 2
-    # poplib drops the first octet of a line that starts with CR and does not
-    # end with CRLF; that case, and mixed line ends, go line by line.
-    elif len(lines) == 1 and body[:1] != CR and b"\n\r" not in body:
+    if len(lines) - 1 != body.count(LF):
+        # poplib drops the first octet of a line that starts with CR and does
+        # not end with CRLF; that case, and mixed line ends, go line by line.
+        if len(lines) > 1 or body[:1] == CR or b"\n\r" in body:
+            return _poplib_lines_slowly(body)
         lines = body.split(LF)
-        eol = 1
-    else:
-        return _poplib_lines_slowly(body, maxline)
     lines.pop()  # the body ends with a line end: nothing follows the last one
-    # On the wire a line was its content, its end and perhaps a stuffing dot;
-    # poplib refuses one longer than maxline. Only lines close to the bound
-    # need the precise look.
-    if _may_have_long_lines(body, maxline - eol - 1):
-        _check_lengths(lines, eol, maxline)
     return lines, len(body)
 
 
-def _may_have_long_lines(body: bytes, width: int) -> bool:
-    """Whether a line of `body` may have `width` octets or more before its LF.
-
-    Jumps from line start to the last LF within `width` octets: one C-level
-    search per `width` octets, far cheaper than measuring every line.
-    """
-    if width <= 0:
-        return True
-    pos = 0
-    end = len(body)
-    rfind = body.rfind
-    while end - pos > width:
-        found = rfind(LF, pos, pos + width)
-        if found < 0:
-            return True
-        pos = found + 1
-    return False
-
-
-def _check_lengths(lines: Lines, eol: int, maxline: int) -> None:
-    for line in lines:
-        if len(line) + eol + _stuffed(line) > maxline:
-            raise error_proto("line too long")
-
-
-def _stuffed(line: bytes) -> int:
-    # After lenient unstuffing a line that starts with a dot was stuffed on the
-    # wire; RFC 1939 servers stuff every such line, so that is assumed.
-    return 1 if line[:1] == b"." else 0
-
-
-def _poplib_lines_slowly(body: bytes, maxline: int) -> tuple[Lines, int]:
+def _poplib_lines_slowly(body: bytes) -> tuple[Lines, int]:
     """`_poplib_lines` for mixed line ends and lines that start with CR, line by line."""
     lines: list[bytes] = []
     octets = 0
     for raw in body.split(LF)[:-1]:
-        size = len(raw) + 1 + _stuffed(raw)
-        if size > maxline:
-            raise error_proto("line too long")
+        size = len(raw) + 1
         if raw[-1:] == CR:
             line = raw[:-1]
         elif raw[:1] == CR:
@@ -624,7 +661,7 @@ def _poplib_lines_slowly(body: bytes, maxline: int) -> tuple[Lines, int]:
                 size -= 1
         else:
             line = raw
-        octets += size - _stuffed(raw)
+        octets += size
         lines.append(line)
     return lines, octets
 
