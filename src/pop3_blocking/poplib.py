@@ -180,9 +180,7 @@ class POP3:
         octets = 0
         line, size = self._getline()
         while line != b".":
-            if line.startswith(b".."):
-                size -= 1
-                line = line[1:]
+            line, size = _unstuff(line, size)
             octets += size
             lines.append(line)
             line, size = self._getline()
@@ -260,9 +258,7 @@ class POP3:
                     line, size = self._getline_rest(b"", maxline)
                 if line == b".":
                     return lines, octets
-                if line.startswith(b".."):
-                    line = line[1:]
-                    size -= 1
+                line, size = _unstuff(line, size)
                 lines.append(line)
                 octets += size
                 carry = []
@@ -607,6 +603,13 @@ def _strip(line: bytes) -> bytes:
     return line[:-1]
 
 
+def _unstuff(line: bytes, size: int) -> tuple[bytes, int]:
+    """poplib's retr loop on one `_getline` result: ``..`` loses a dot, and an octet."""
+    if line.startswith(b".."):
+        return line[1:], size - 1
+    return line, size
+
+
 def _long_line_start(data: bytes, maxline: int) -> int:
     """Where the first line of `data` (whole lines) too long for poplib starts, or -1.
 
@@ -654,11 +657,8 @@ def _poplib_lines_slowly(body: bytes) -> tuple[Lines, int]:
         if raw[-1:] == CR:
             line = raw[:-1]
         elif raw[:1] == CR:
-            line = raw[1:]
             # The decoder saw the CR first and left the stuffing alone.
-            if line.startswith(b".."):
-                line = line[1:]
-                size -= 1
+            line, size = _unstuff(raw[1:], size)
         else:
             line = raw
         octets += size
