@@ -79,6 +79,7 @@ from ._parsers import (
     parse_uidl_line,
 )
 from ._protocol_log import describe
+from ._reply_guard import DEFAULT_LOW_SPEED, ReplyTimeout, ReplyTimer, body_limit, size_hint
 from ._sasl._base import (
     AuthenticationFailed,
     Challenge,
@@ -161,6 +162,7 @@ __all__ = (
     "AUTH",
     "CLIENT",
     "CLIENT_MECHANISMS",
+    "DEFAULT_LOW_SPEED",
     "IN_USE",
     "LOGIN_DELAY",
     "NEED_DATA",
@@ -234,6 +236,8 @@ __all__ = (
     "Quit",
     "RawCommand",
     "RemoteProtocolError",
+    "ReplyTimeout",
+    "ReplyTimer",
     "ResponseCode",
     "ResponseError",
     "Retr",
@@ -274,6 +278,7 @@ __all__ = (
     "XOAuth2Server",
     "__version__",
     "apop_digest",
+    "body_limit",
     "choose_login_method",
     "client_mechanism",
     "describe",
@@ -297,6 +302,7 @@ __all__ = (
     "parse_uidl_line",
     "saslprep",
     "server_mechanisms",
+    "size_hint",
     "split_response_code",
     "store_mechanisms",
     "wire_size",

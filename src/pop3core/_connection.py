@@ -56,6 +56,7 @@ from ._events import (
     strict_b64decode,
 )
 from ._receivebuffer import ReceiveBuffer
+from ._reply_guard import body_limit, size_hint
 from ._state import BARRIER_COMMANDS, Exchange, Role, SessionState, State
 from ._util import NEED_DATA, PAUSED, LocalProtocolError, RemoteProtocolError, Sentinel
 
@@ -155,6 +156,7 @@ class Connection:
         self._predicted = SessionState(tls_active=tls_active)
         self._capa_body: list[bytes] | None = None
         self._capa_size = 0
+        self._body_budget: int | None = None  # octets the RETR body may still bring
         # server: the command being answered (or the bad line), and whether the
         # client cancelled the SASL exchange
         self._current: Command | None = None
@@ -363,6 +365,13 @@ class Connection:
         if exchange is Exchange.SASL:
             return PAUSED
         if exchange is Exchange.IDLE:
+            if self._buffer:
+                # A line nobody asked for would be taken as the reply to the next
+                # command: an extra "+OK", or the rest of a body the server ended early.
+                data, pos = self._buffer.raw
+                raise RemoteProtocolError(
+                    f"the server sent data when no reply was owed: {bytes(data[pos : pos + 40])!r}"
+                )
             if self._eof:
                 session.state = State.CLOSED
                 return ConnectionClosed()
@@ -428,6 +437,8 @@ class Connection:
                 if type(command) is Capa:
                     self._capa_body = []
                     self._capa_size = 0
+                elif type(command) is Retr and (announced := size_hint(text)) is not None:
+                    self._body_budget = body_limit(announced)
                 return event
         else:
             event = ErrResponse(text, code, _line=line)
@@ -454,6 +465,14 @@ class Connection:
         data, pos = buffer.raw
         body, new_pos, finished = decoder.feed(data, pos)
         buffer.consume_to(new_pos)
+        if self._body_budget is not None:
+            self._body_budget -= len(body)
+            if self._body_budget < 0:
+                raise RemoteProtocolError(
+                    "the message runs far past the size the server announced"
+                )
+            if finished:
+                self._body_budget = None
         if finished:
             self._end_pending = True
             self._decoder = None
