@@ -299,10 +299,15 @@ def test_starttls_required(make_server: ServerFactory, certs: Certificates) -> N
         connect(server, certs, "starttls")
 
 
-def test_greeting_refused_when_full(make_server: ServerFactory, certs: Certificates) -> None:
+def test_greeting_refused_when_full_of_logged_in_sessions(
+    make_server: ServerFactory, certs: Certificates
+) -> None:
+    # A session that has logged in is never closed to make room: the newcomer is refused.
     server = make_server(max_connections=1)
-    with connect(server, certs), pytest.raises(p.TemporaryError):
-        connect(server, certs)
+    with connect(server, certs) as first:
+        first.login("alice", "secret")
+        with pytest.raises(p.TemporaryError):
+            connect(server, certs)
 
 
 def raw(server: Server) -> socket.socket:
@@ -466,9 +471,12 @@ def test_loopback_cleartext_includes_ipv4_mapped_addresses() -> None:
             assert server._options_for(peer, implicit=False).allow_cleartext is loopback
 
 
-def test_autologout_closes_without_update(make_server: ServerFactory, certs: Certificates) -> None:
-    server = make_server()
-    server._autologout = 0.5  # the public API refuses less than RFC 1939's 10 minutes
+def test_autologout_closes_without_update(
+    make_server: ServerFactory, certs: Certificates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The public API refuses less than RFC 1939's 10 minutes: lower the floor.
+    monkeypatch.setattr(p._server, "MINIMUM_AUTOLOGOUT", 0.1)
+    server = make_server(autologout=0.5)
     with connect(server, certs) as client:
         client.login("alice", "secret")
         client.dele(1)
@@ -476,6 +484,7 @@ def test_autologout_closes_without_update(make_server: ServerFactory, certs: Cer
         with pytest.raises((p.RemoteProtocolError, OSError)):
             client.stat()
     assert server.test_store.commits == []  # type: ignore[attr-defined]
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="10 minutes"):
         Server(DictStore({}), DictAuthenticator({}), port=0, autologout=30)
 

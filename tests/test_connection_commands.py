@@ -180,6 +180,9 @@ def test_server_reads_command(
         ("TRANSACTION", b"NOOP \r\n", Noop()),
         ("TRANSACTION", b"LIST  1 \r\n", List(1)),
         ("TRANSACTION", b"TOP 1  5\r\n", Top(1, 5)),
+        # Any line count of digits is valid (RFC 1939: beyond the body, the whole message).
+        ("TRANSACTION", b"TOP 1 99999999999\r\n", Top(1, 99999999999)),
+        ("TRANSACTION", b"TOP 1 " + b"9" * 240 + b"\r\n", Top(1, int("9" * 240))),
         # An upper-case APOP digest is accepted and normalised.
         (
             "AUTHORIZATION",

@@ -45,7 +45,7 @@ class App:
         if isinstance(event, p.PasswordCheck):
             credential = self.users.get(event.username)
             ok = credential is not None and credential.verify_password(event.password)
-            session.password_checked(ok and event.authzid in ("", event.username))
+            session.password_checked(ok)
         elif isinstance(event, p.SecretRequest):
             credential = self.users.get(event.username)
             session.secret_provided(None if credential is None else credential.secret)
@@ -60,6 +60,8 @@ class App:
                 session.token_checked(self.token_error or False)
         elif isinstance(event, p.ExternalCheck):
             session.external_checked(self.certificate_user)
+        elif isinstance(event, p.LoginFailed):
+            session.failure_delay_elapsed()
         elif isinstance(event, p.MaildropRequest):
             session.maildrop_opened([p.MessageInfo(10, "uid-1")])
         else:  # pragma: no cover

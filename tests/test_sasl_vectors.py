@@ -12,6 +12,7 @@ import pytest
 from pop3core._sasl._base import (
     AuthenticationFailed,
     Challenge,
+    Identity,
     PasswordCheck,
     ScramKeysRequest,
     SecretRequest,
@@ -74,7 +75,7 @@ def test_plain_rfc4616(authzid: str, authcid: str, password: str, encoded: str) 
 
     steps, result = run(PlainServer().exchange(b64(encoded)), lambda step: True)
     assert steps == [PasswordCheck(authcid, password, "PLAIN", authzid)]
-    assert result == (authzid or authcid)
+    assert result == Identity(authcid, authzid)
 
 
 # ---------------------------------------------------------------- CRAM-MD5, RFC 2195
@@ -179,7 +180,7 @@ def test_scram_rfc_server(v: ScramVector) -> None:
         return b""
 
     _steps, result = run(server.exchange(f"n,,n=user,r={v.cnonce}".encode()), answer)
-    assert result == "user"
+    assert result == Identity("user")
     assert wire == [
         f"r={v.cnonce}{v.snonce},s={v.salt},i=4096".encode(),
         f"v={v.signature}".encode(),
@@ -241,7 +242,7 @@ def test_xoauth2_server_google_example() -> None:
     assert challenges == [b64(GOOGLE_ERROR)]  # byte for byte Google's JSON
 
     _steps, result = run(XOAuth2Server().exchange(b64(GOOGLE_IR)), lambda step: True)
-    assert result == "someuser@example.com"
+    assert result == Identity("someuser@example.com", "someuser@example.com")
 
 
 # ---------------------------------------------------------------- OAUTHBEARER, RFC 7628
@@ -268,7 +269,7 @@ def test_oauthbearer_rfc7628_success() -> None:
     assert steps == [
         TokenCheck("user@example.com", RFC7628_TOKEN, "OAUTHBEARER", "server.example.com", 143)
     ]
-    assert result == "user@example.com"
+    assert result == Identity("user@example.com", "user@example.com")
 
 
 def test_oauthbearer_rfc7628_failure() -> None:

@@ -58,6 +58,8 @@ class App:
                 session.password_checked(self.users.get(event.username) == event.password)
             elif kind is p.SecretRequest:
                 session.secret_provided(self.users.get(event.username))
+            elif kind is p.LoginFailed:
+                session.failure_delay_elapsed()
             elif kind is p.MaildropRequest:
                 session.maildrop_opened(
                     p.MessageInfo(len(m), f"uid-{i}", flag)
@@ -284,6 +286,99 @@ def test_unknown_user_is_indistinguishable() -> None:
     h = Harness()
     events = h.send(p.User("mallory"), p.Pass("secret"))
     assert kinds(events) == [p.OkResponse, p.ErrResponse]  # USER never reveals users
+
+
+def test_unknown_user_and_wrong_password_get_the_same_reply_and_failure() -> None:
+    h = Harness()
+    replies = []
+    for name in ("alice", "mallory"):
+        h.send(p.User(name))
+        (err,) = h.send(p.Pass("wrong"))
+        replies.append(err)
+    assert replies[0] == replies[1] == p.ErrResponse(b"invalid user name or password", p.AUTH)
+    failures = [e for e in h.app.events if isinstance(e, p.LoginFailed)]
+    assert [(f.username, f.mechanism, f.reason) for f in failures] == [
+        ("alice", "USER", "invalid user name or password"),
+        ("mallory", "USER", "invalid user name or password"),
+    ]
+
+
+def test_a_failed_login_is_held_until_its_delay_is_over() -> None:
+    session = p.ServerSession(p.ServerOptions(allow_cleartext=True, auth_failure_delay=1.5))
+    session.bytes_to_send()
+    session.receive_data(b"USER alice\r\nPASS wrong\r\nUSER alice\r\n")
+    check = session.next_event()
+    assert isinstance(check, p.PasswordCheck)
+    session.password_checked(False)
+    failed = session.next_event()
+    assert failed == p.LoginFailed("alice", "USER", "invalid user name or password", 1.5)
+    assert session.bytes_to_send() == b"+OK send PASS\r\n"  # the -ERR is held...
+    assert session.next_event() is p.PAUSED  # ...and nothing pipelined behind it runs
+    with pytest.raises(p.LocalProtocolError):
+        session.password_checked(True)  # not what is waiting
+    session.failure_delay_elapsed()
+    assert session.next_event() is p.NEED_DATA
+    assert session.bytes_to_send() == (
+        b"-ERR [AUTH] invalid user name or password\r\n+OK send PASS\r\n"
+    )
+    with pytest.raises(p.LocalProtocolError, match="no LoginFailed"):
+        session.failure_delay_elapsed()
+
+
+def test_the_last_allowed_failure_ends_the_session_after_its_delay() -> None:
+    session = p.ServerSession(p.ServerOptions(allow_cleartext=True, max_login_failures=1))
+    session.bytes_to_send()
+    session.receive_data(b"USER alice\r\nPASS wrong\r\n")
+    session.password_checked(False) if isinstance(session.next_event(), p.PasswordCheck) else None
+    assert isinstance(session.next_event(), p.LoginFailed)
+    session.failure_delay_elapsed()
+    assert session.next_event() == p.SessionEnded("too many failed logins")
+    assert session.bytes_to_send().endswith(b"-ERR [AUTH] invalid user name or password\r\n")
+
+
+def test_read_timeout_is_the_login_deadline_then_the_autologout() -> None:
+    options = p.ServerOptions(allow_cleartext=True, login_timeout=60, autologout=900)
+    h = Harness(options)
+    assert h.session.read_timeout(0) == 60
+    assert h.session.read_timeout(45.5) == pytest.approx(14.5)
+    assert h.session.read_timeout(61) <= 0  # past the deadline: close now
+    assert not h.session.logged_in
+    h.login()
+    assert h.session.logged_in
+    assert h.session.read_timeout(10_000) == 900  # idle time only, from each wait
+    long_login = p.ServerOptions(login_timeout=3600)
+    assert p.ServerSession(long_login).read_timeout(0) == p.MINIMUM_AUTOLOGOUT
+
+
+def test_session_policy_options_are_validated() -> None:
+    with pytest.raises(ValueError, match="10 minutes"):
+        p.ServerOptions(autologout=599)
+    with pytest.raises(ValueError, match="login_timeout"):
+        p.ServerOptions(login_timeout=0)
+    with pytest.raises(ValueError, match="auth_failure_delay"):
+        p.ServerOptions(auth_failure_delay=-1)
+
+
+@pytest.mark.parametrize(
+    "between",
+    [
+        b"AUTH PLAIN AGJvYgB3cm9uZw==\r\n",  # \0bob\0wrong
+        b"APOP bob 00000000000000000000000000000000\r\n",
+        b"CAPA\r\n",
+        b"USER \r\n",  # a bad USER
+    ],
+)
+def test_pass_only_right_after_user(between: bytes) -> None:
+    """USER, then anything else, then PASS: the PASS is refused, never checked for USER's name."""
+    session = p.ServerSession(p.ServerOptions(allow_cleartext=True, apop=True))
+    app = App(session, users={"alice": "secret", "bob": "bob-pw"})
+    session.receive_data(b"USER alice\r\n" + between + b"PASS secret\r\n")
+    app.pump()
+    replies = session.bytes_to_send().splitlines()
+    assert replies[-1] == b"-ERR send USER first"
+    assert session.state is p.State.AUTHORIZATION
+    checked = [e for e in app.events if isinstance(e, p.PasswordCheck)]
+    assert not [e for e in checked if e.password == "secret"]
 
 
 def test_cleartext_refused_without_tls() -> None:
@@ -549,11 +644,23 @@ def test_top_cut_is_independent_of_chunking(chunk: int) -> None:
     message = b"A: 1\r\nB: 2\r\n\r\n" + b"".join(b"line %d\r\n" % i for i in range(50))
     h = Harness(messages=[message], chunk=chunk)
     h.login()
-    for lines in (0, 1, 7, 50, 1000):
+    for lines in (0, 1, 7, 50, 1000, 99999999999, int("9" * 200)):
         expected = b"A: 1\r\nB: 2\r\n\r\n" + b"".join(
             b"line %d\r\n" % i for i in range(min(lines, 50))
         )
         assert h.body(p.Top(1, lines)) == expected
+
+
+def test_top_with_a_huge_line_count_sends_the_whole_message() -> None:
+    # RFC 1939: a count beyond the body sends the entire message; the count is
+    # digits of any length, not -ERR (the old bound was 10 digits).
+    message = b"A: 1\r\n\r\nbody 1\r\nbody 2\r\n"
+    h = Harness(messages=[message])
+    h.login()
+    for wire in (b"TOP 1 99999999999\r\n", b"TOP 1 " + b"0" * 30 + b"7\r\n"):
+        h.session.receive_data(wire)
+        h.app.pump()
+        assert h.session.bytes_to_send() == b"+OK top of message follows\r\n" + message + b".\r\n"
 
 
 def test_capabilities_depend_on_state() -> None:

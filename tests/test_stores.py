@@ -899,10 +899,13 @@ def test_memory_authenticator() -> None:
         "PLAIN",
         "LOGIN",
     ]
-    assert auth.check_token("alice", "t\u00f6ken", "XOAUTH2") is True
-    assert auth.check_token("alice", "abc", "OAUTHBEARER") is False  # bob's token
-    assert auth.check_token("carol", "abc", "XOAUTH2") is False
+    # The answer is the token's owner; the session compares it with whom the client named.
+    assert auth.check_token("alice", "t\u00f6ken", "XOAUTH2") == "alice"
+    assert auth.check_token("alice", "abc", "OAUTHBEARER") == "bob"
+    assert auth.check_token("carol", "unknown", "XOAUTH2") is False
     assert MemoryAuthenticator({"alice": "x"}).check_token("alice", "", "XOAUTH2") is False
+    with pytest.raises(ValueError, match="same token"):
+        MemoryAuthenticator({}, tokens={"a": "t", "b": "t"})
 
 
 def passwd_line(user: str, password: str, scheme: str = "SCRAM-SHA-256") -> str:

@@ -26,6 +26,9 @@ from ._server import MINIMUM_AUTOLOGOUT, Server
 from ._stores import MaildirStore, MemoryAuthenticator, MemoryStore, PasswdFileAuthenticator
 from .poplib import POP3
 
+# The format docs/fail2ban/pop3-server.conf expects: a timestamp fail2ban can read.
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
 DEMO_MAIL = [
     b"From: bob@example.org\nTo: alice@example.org\nSubject: hello\n\nHi Alice,\n"
     b".this line starts with a dot: POP3 stuffs it on the wire.\n",
@@ -91,6 +94,10 @@ def serve(args: argparse.Namespace) -> int:
         ssl_context=context,
         allow_cleartext=True if args.allow_cleartext else "loopback",
         autologout=args.autologout,
+        login_timeout=args.login_timeout,
+        auth_failure_delay=args.auth_failure_delay,
+        max_connections=args.max_connections,
+        max_connections_per_address=args.max_connections_per_address,
         options=pop3core.ServerOptions(
             implementation=f"pop3 {pop3core.__version__}", utf8=args.utf8
         ),
@@ -159,7 +166,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="accept USER/PASS and PLAIN without TLS from anywhere (default: loopback only)",
     )
-    s.add_argument("--autologout", type=float, default=MINIMUM_AUTOLOGOUT, help="seconds, >= 600")
+    s.add_argument(
+        "--autologout",
+        type=float,
+        default=MINIMUM_AUTOLOGOUT,
+        help="seconds of silence after login before a session ends (>= 600, RFC 1939)",
+    )
+    s.add_argument(
+        "--login-timeout",
+        type=float,
+        default=180.0,
+        help="seconds from connecting to logging in before a client is closed (default 180)",
+    )
+    s.add_argument(
+        "--auth-failure-delay",
+        type=float,
+        default=2.0,
+        help="seconds before a failed login is answered (default 2)",
+    )
+    s.add_argument(
+        "--max-connections",
+        type=int,
+        default=1000,
+        help="sessions in all; when full, the oldest not logged in is closed (default 1000)",
+    )
+    s.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        default=100,
+        help="sessions per client IPv4 address or IPv6 /64 (default 100)",
+    )
+    s.add_argument(
+        "--log-file",
+        help="append the log here (default: standard error); failed logins are WARNING "
+        "lines for fail2ban (docs/fail2ban/)",
+    )
     s.add_argument(
         "--utf8",
         action="store_true",
@@ -178,7 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         if bool(args.cert) != bool(args.key) or (args.tls_listen and not args.cert):
             parser.error("--cert and --key go together, and --tls-listen needs them")
-        logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2))
+        logging.basicConfig(
+            level=logging.WARNING - 10 * min(args.verbose, 2),
+            format=LOG_FORMAT,
+            filename=args.log_file,
+        )
         return serve(args)
     with contextlib.suppress(KeyboardInterrupt):
         return passwd(args)

@@ -17,20 +17,24 @@ import selectors
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
 from pop3core import (
     IN_USE,
+    MINIMUM_AUTOLOGOUT,
     NEED_DATA,
     PAUSED,
     SERVER,
     SYS_TEMP,
     Connection,
+    ConnectionLimits,
     ErrResponse,
     ExternalCheck,
     ExternalServer,
+    LoginFailed,
     MaildropRequest,
     MessageRequest,
     OAuthBearerServer,
@@ -40,10 +44,12 @@ from pop3core import (
     ServerOptions,
     ServerSession,
     SessionEnded,
+    SessionTable,
     StartTLS,
     TokenCheck,
     UpdateRequest,
     XOAuth2Server,
+    login_failure_message,
     server_mechanisms,
 )
 
@@ -53,10 +59,12 @@ __all__ = ["MINIMUM_AUTOLOGOUT", "Server"]
 
 logger = logging.getLogger("pop3_blocking.server")
 
-# RFC 1939 section 3: an autologout timer MUST be of at least 10 minutes.
-MINIMUM_AUTOLOGOUT = 600.0
+ExternalMapper = Callable[[dict[str, Any] | None], str | None]
+"""Maps a verified client certificate (``getpeercert()``, None without one) to a user."""
 
-ExternalMapper = Callable[[dict[str, Any] | None, str], str | None]
+# A TLS handshake that has not finished in this time is abandoned (and never
+# outlives the pre-login deadline).
+TLS_HANDSHAKE_TIMEOUT = 30.0
 
 
 class _Abort(Exception):
@@ -72,15 +80,18 @@ class _Slot:
     socket, which stays valid through every change.
     """
 
-    __slots__ = ("handle", "sock", "thread")
+    __slots__ = ("closing", "committing", "handle", "sock", "thread")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.handle = sock.dup()
         self.thread: threading.Thread | None = None
+        self.closing = threading.Event()  # cut: waits in the session end early
+        self.committing = False  # UPDATE has begun: shutdown lets it finish
 
     def cut(self) -> None:
         """End the connection: the session thread's next or current read sees EOF."""
+        self.closing.set()
         with contextlib.suppress(OSError):
             self.handle.shutdown(socket.SHUT_RDWR)
 
@@ -94,19 +105,32 @@ class Server:
 
     Safe defaults: it binds to loopback; cleartext logins (USER/PASS, PLAIN,
     LOGIN) are refused without TLS except from loopback clients
-    (``allow_cleartext="loopback"``; True or False to decide for everyone);
-    idle sessions end after ``autologout`` seconds (at least 10 minutes, RFC
-    1939) without UPDATE; a failed login is answered after
-    ``auth_failure_delay`` seconds; ``max_connections`` sessions at most, more
-    get ``-ERR [SYS/TEMP]``; a session that sends too many bad commands is
-    closed (``options.max_bad_commands``). `shutdown` closes every session
-    without committing anything.
+    (``allow_cleartext="loopback"``; True or False to decide for everyone); a
+    client must log in within ``login_timeout`` seconds of connecting, and a
+    logged-in session ends after ``autologout`` seconds of silence (at least 10
+    minutes, RFC 1939), both without UPDATE; a failed login is answered
+    ``auth_failure_delay`` seconds after the client's line arrived, and the
+    session ends after ``options.max_login_failures`` of them; a session that
+    sends too many bad commands is closed (``options.max_bad_commands``).
+
+    At most ``max_connections`` sessions, and ``max_connections_per_address``
+    from one client address (an IPv4 address or an IPv6 /64): when a limit is
+    reached, the oldest session that has not logged in (and is not waiting on
+    a backend) is closed to make room; a session that has logged in never is.
+    Only when nobody can be closed is a client refused (``-ERR [SYS/TEMP]`` on
+    the plain port). Failed logins are logged as WARNING in a stable format
+    for fail2ban (see `pop3core.login_failure_message`).
+
+    `shutdown` closes every session without committing anything, except that
+    a session whose UPDATE (QUIT) has begun finishes it and gets its reply.
 
     SASL mechanisms default to what every record of the ``authenticator`` can
     serve; APOP is offered when they can all serve CRAM-MD5 (plaintext secrets).
     ``oauth=True`` adds XOAUTH2 and OAUTHBEARER (tokens checked by
-    ``authenticator.check_token``); ``external`` (a callable mapping the client
-    certificate and the requested identity to a user name) adds EXTERNAL.
+    ``authenticator.check_token``); ``external`` (a callable mapping the
+    verified client certificate to a user name) adds EXTERNAL. A client may
+    act as another user than the one it proved only if ``authorize(authcid,
+    authzid)`` returns True (default: never).
     """
 
     def __init__(
@@ -123,15 +147,16 @@ class Server:
         apop: bool | None = None,
         oauth: bool = False,
         external: ExternalMapper | None = None,
+        authorize: Callable[[str, str], bool] | None = None,
         hostname: str | None = None,
         autologout: float = MINIMUM_AUTOLOGOUT,
+        login_timeout: float = 180.0,
         auth_failure_delay: float = 2.0,
-        max_connections: int = 100,
+        max_connections: int = 1000,
+        max_connections_per_address: int = 100,
         options: ServerOptions | None = None,
         read_size: int = 64 * 1024,
     ) -> None:
-        if autologout < MINIMUM_AUTOLOGOUT:
-            raise ValueError("RFC 1939: the autologout timer must be at least 10 minutes")
         if tls_port is not None and ssl_context is None:
             raise ValueError("tls_port needs an ssl_context")
         if port is None and tls_port is None:
@@ -141,9 +166,7 @@ class Server:
         self.ssl_context = ssl_context
         self.allow_cleartext = allow_cleartext
         self.external = external
-        self.auth_failure_delay = auth_failure_delay
-        self.max_connections = max_connections
-        self._autologout = autologout
+        self.limits = ConnectionLimits(max_connections, max_connections_per_address)
         self._read_size = read_size
         hostname = hostname or socket.gethostname() or "localhost"
         names = list(mechanisms if mechanisms is not None else authenticator.mechanisms())
@@ -158,6 +181,10 @@ class Server:
             hostname=hostname,
             mechanisms=tuple(base.mechanisms) + tuple(sasl),
             apop=("CRAM-MD5" in names) if apop is None else apop,
+            authorize=authorize if authorize is not None else base.authorize,
+            autologout=autologout,
+            login_timeout=login_timeout,
+            auth_failure_delay=auth_failure_delay,
         )
 
         self._listeners: list[tuple[socket.socket, bool]] = []
@@ -165,7 +192,11 @@ class Server:
             for listen_port, implicit in ((port, False), (tls_port, True)):
                 if listen_port is None:
                     continue
-                listener = socket.create_server((host, listen_port), reuse_port=False)
+                # An IPv6 address ("::1", "::") needs an AF_INET6 socket.
+                family = socket.getaddrinfo(
+                    host, listen_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+                )[0][0]
+                listener = socket.create_server((host, listen_port), family=family)
                 self._listeners.append((listener, implicit))
                 listener.setblocking(False)
         except BaseException:
@@ -173,8 +204,9 @@ class Server:
                 listener.close()
             raise
         self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._slots: set[_Slot] = set()
+        self._lock = threading.Lock()  # guards _slots, _table and the slots' committing
+        self._slots: set[_Slot] = set()  # every session thread still running
+        self._table = SessionTable(self.limits)  # the sessions that count against the limits
         self._accept_thread: threading.Thread | None = None
         self._wake_r, self._wake_w = socket.socketpair()
 
@@ -240,14 +272,20 @@ class Server:
         # terminator, a status line) until the client's delayed ACK, ~40 ms.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
-            full = len(self._slots) >= self.max_connections
-            if not full and not self._stopping.is_set():
-                try:
-                    slot = _Slot(sock)
-                except OSError as exc:  # no descriptor left for the duplicate
-                    logger.warning("refusing %s: %s", peer, exc)
-                    sock.close()
-                    return
+            if self._stopping.is_set():
+                sock.close()
+                return
+            try:
+                slot = _Slot(sock)
+            except OSError as exc:  # no descriptor left for the duplicate
+                logger.warning("refusing %s: %s", peer, exc)
+                sock.close()
+                return
+            victims = self._table.admit(slot, str(peer[0]))
+            if victims is not None:
+                for victim in victims:
+                    assert isinstance(victim, _Slot)
+                    victim.cut()
                 slot.thread = threading.Thread(
                     target=self._serve_connection,
                     args=(slot, peer, implicit),
@@ -260,10 +298,20 @@ class Server:
                 except RuntimeError as exc:  # no thread can be started
                     logger.warning("refusing %s: %s", peer, exc)
                     self._slots.discard(slot)
+                    self._table.release(slot)
                     slot.handle.close()
                     sock.close()
+                else:
+                    if victims:
+                        logger.info("closed %d idle session(s) to admit %s", len(victims), peer)
                 return
-        logger.warning("refusing %s: %d sessions already", peer, self.max_connections)
+            slot.handle.close()
+        logger.warning(
+            "refusing %s: %d sessions (%d from its address), all logged in or busy",
+            peer,
+            len(self._table),
+            self._table.count(str(peer[0])),
+        )
         try:
             if not implicit:
                 refusal = Connection(SERVER).send(
@@ -277,8 +325,16 @@ class Server:
             sock.close()
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Stop accepting, end every session without UPDATE, and wait for them."""
-        self._stopping.set()
+        """Stop accepting, end every session without UPDATE, and wait for them.
+
+        A session whose UPDATE has begun is left to finish it and send its
+        reply, for up to `timeout` seconds; then it is cut too.
+        """
+        with self._lock:
+            # Under the lock: a session either began its UPDATE before this, or
+            # will see `_stopping` and never begin it.
+            self._stopping.set()
+            slots = list(self._slots)
         with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
         if (
@@ -288,13 +344,17 @@ class Server:
             self._accept_thread.join(timeout)
         for listener, _ in self._listeners:
             listener.close()
-        with self._lock:
-            slots = list(self._slots)
         for slot in slots:
-            slot.cut()
+            if not slot.committing:
+                slot.cut()
+        deadline = time.monotonic() + timeout
         for slot in slots:
             if slot.thread is not None:
-                slot.thread.join(timeout)
+                slot.thread.join(max(0.0, deadline - time.monotonic()))
+        for slot in slots:  # a commit that outlived the timeout
+            slot.cut()
+            if slot.thread is not None:
+                slot.thread.join(1.0)
         self._wake_r.close()
         self._wake_w.close()
 
@@ -330,15 +390,16 @@ class Server:
         )
 
     def _serve_connection(self, slot: _Slot, peer: Any, implicit: bool) -> None:
+        started = time.monotonic()
         logger.info("connection from %s%s", peer, " (TLS)" if implicit else "")
+        options = self._options_for(peer, implicit=implicit)
         handler: _Handler | None = None
         try:
             if implicit:
                 assert self.ssl_context is not None
-                slot.sock.settimeout(30)
+                slot.sock.settimeout(min(TLS_HANDSHAKE_TIMEOUT, options.login_timeout))
                 slot.sock = self.ssl_context.wrap_socket(slot.sock, server_side=True)
-            slot.sock.settimeout(self._autologout)
-            handler = _Handler(self, slot, peer, self._options_for(peer, implicit=implicit))
+            handler = _Handler(self, slot, peer, options, started)
             handler.run()
         except (OSError, _Abort) as exc:
             logger.info("connection from %s ended: %s", peer, exc)
@@ -352,19 +413,37 @@ class Server:
             slot.handle.close()
             with self._lock:
                 self._slots.discard(slot)
+                self._table.release(slot)
             logger.info("connection from %s closed", peer)
+
+    def _mark(self, slot: _Slot, *, busy: bool | None = None, logged_in: bool = False) -> None:
+        with self._lock:
+            if logged_in:
+                self._table.logged_in(slot)
+            elif busy is not None:
+                self._table.busy(slot, busy)
+
+    def _begin_update(self, slot: _Slot) -> None:
+        """Mark `slot` as committing, unless shutdown has begun (then abort)."""
+        with self._lock:
+            if self._stopping.is_set():
+                raise _Abort("the server is shutting down")
+            slot.committing = True
 
 
 class _Handler:
     """The drive loop of one session: socket bytes in and out, store calls."""
 
-    def __init__(self, server: Server, slot: _Slot, peer: Any, options: ServerOptions) -> None:
+    def __init__(
+        self, server: Server, slot: _Slot, peer: Any, options: ServerOptions, started: float
+    ) -> None:
         self.server = server
         self.slot = slot
         self.peer = peer
+        self.started = started
+        self.last_read = started  # when the client's last bytes arrived
         self.session = ServerSession(options, tls_active=isinstance(slot.sock, ssl.SSLSocket))
         self.maildrop: Maildrop | None = None
-        self._failures_seen = 0
 
     def run(self) -> None:
         session = self.session
@@ -373,12 +452,8 @@ class _Handler:
             event = session.next_event()
             if event is NEED_DATA:
                 self.flush()  # the session may have answered commands by itself
-                try:
-                    data = self.slot.sock.recv(self.server._read_size)
-                except TimeoutError:
-                    # RFC 1939: the autologout timer ends the session without a reply
-                    # and without UPDATE.
-                    logger.info("autologout of %s", self.peer)
+                data = self.receive()
+                if data is None:
                     return
                 session.receive_data(data)
                 continue
@@ -400,14 +475,32 @@ class _Handler:
             self.handle(event)
             self.flush()
 
+    def receive(self) -> bytes | None:
+        """The client's next bytes; None when the session must end without a reply.
+
+        Waits at most what the session allows: the rest of the pre-login
+        deadline, or the autologout (RFC 1939: no reply, no UPDATE).
+        """
+        sock = self.slot.sock
+        timeout = self.session.read_timeout(time.monotonic() - self.started)
+        if timeout > 0:
+            sock.settimeout(timeout)
+            try:
+                data = sock.recv(self.server._read_size)
+            except TimeoutError:
+                pass
+            else:
+                self.last_read = time.monotonic()
+                return data
+        if self.session.logged_in:
+            logger.info("autologout of %s", self.peer)
+        else:
+            logger.info("%s did not log in in time", self.peer)
+        return None
+
     def flush(self) -> bool:
         """Write out what the session queued; whether there was anything."""
-        session = self.session
-        if session.login_failures > self._failures_seen:
-            self._failures_seen = session.login_failures
-            # Slow down password guessing; shutdown cuts the wait short.
-            self.server._stopping.wait(self.server.auth_failure_delay)
-        pieces = session.data_to_send()
+        pieces = self.session.data_to_send()
         if not pieces:
             return False
         sock = self.slot.sock
@@ -418,22 +511,16 @@ class _Handler:
         return True
 
     def handle(self, event: object) -> None:
-        session = self.session
         if isinstance(event, (PasswordCheck, SecretRequest, ScramKeysRequest)):
-            self.answer_credentials(event)
+            self.backend(self.answer_credentials, event)
         elif isinstance(event, TokenCheck):
-            self.answer(lambda: session.token_checked(
-                self.server.authenticator.check_token(event.username, event.token, event.mechanism)
-            ))  # fmt: skip
+            self.backend(self.answer_token, event)
         elif isinstance(event, ExternalCheck):
-            mapper = self.server.external
-            sock = self.slot.sock
-            certificate = sock.getpeercert() if isinstance(sock, ssl.SSLSocket) else None
-            self.answer(lambda: session.external_checked(
-                mapper(certificate, event.authzid) if mapper is not None else None
-            ))  # fmt: skip
+            self.backend(self.answer_external, event)
+        elif isinstance(event, LoginFailed):
+            self.login_failed(event)
         elif isinstance(event, MaildropRequest):
-            self.open_maildrop(event)
+            self.backend(self.open_maildrop, event)
         elif isinstance(event, MessageRequest):
             self.send_message(event)
         elif isinstance(event, UpdateRequest):
@@ -443,12 +530,13 @@ class _Handler:
         else:
             raise AssertionError(f"unexpected session event {event!r}")
 
-    def answer(self, call: Callable[[], None]) -> None:
+    def backend(self, call: Callable[[Any], None], event: Any) -> None:
+        """Run a login step that waits on a backend; meanwhile the session is not evicted."""
+        self.server._mark(self.slot, busy=True)
         try:
-            call()
-        except Exception:
-            logger.exception("authentication backend failed for %s", self.peer)
-            self.session.backend_failed()
+            call(event)
+        finally:
+            self.server._mark(self.slot, busy=False)
 
     def answer_credentials(
         self, request: PasswordCheck | SecretRequest | ScramKeysRequest
@@ -475,6 +563,38 @@ class _Handler:
         else:
             session.scram_keys_provided(keys)
 
+    def answer_token(self, request: TokenCheck) -> None:
+        try:
+            owner = self.server.authenticator.check_token(
+                request.username, request.token, request.mechanism
+            )
+        except Exception:
+            logger.exception("token check failed for %s", self.peer)
+            self.session.backend_failed()
+            return
+        self.session.token_checked(owner)
+
+    def answer_external(self, request: ExternalCheck) -> None:
+        mapper = self.server.external
+        sock = self.slot.sock
+        try:
+            certificate = sock.getpeercert() if isinstance(sock, ssl.SSLSocket) else None
+            username = mapper(certificate) if mapper is not None else None
+        except Exception:
+            logger.exception("certificate mapping failed for %s", self.peer)
+            self.session.backend_failed()
+            return
+        self.session.external_checked(username)
+
+    def login_failed(self, event: LoginFailed) -> None:
+        logger.warning(login_failure_message(event, self.peer[0], self.peer[1]))
+        # The reply leaves `delay` after the client's line arrived, however long
+        # the check took: a wrong password and an unknown user take as long.
+        wait = self.last_read + event.delay - time.monotonic()
+        if wait > 0:
+            self.slot.closing.wait(wait)  # cut short when the session is closed
+        self.session.failure_delay_elapsed()
+
     def open_maildrop(self, request: MaildropRequest) -> None:
         session = self.session
         try:
@@ -495,7 +615,19 @@ class _Handler:
             session.maildrop_failed("cannot read the maildrop", SYS_TEMP)
             return
         self.maildrop = maildrop
-        logger.info("%s logged in from %s (%s)", request.username, self.peer, request.mechanism)
+        self.server._mark(self.slot, logged_in=True)  # never evicted from now on
+        if request.authcid != request.username:
+            logger.info(
+                "%s logged in as %s from %s (%s)",
+                request.authcid,
+                request.username,
+                self.peer,
+                request.mechanism,
+            )
+        else:
+            logger.info(
+                "%s logged in from %s (%s)", request.username, self.peer, request.mechanism
+            )
 
     def send_message(self, request: MessageRequest) -> None:
         session = self.session
@@ -528,6 +660,7 @@ class _Handler:
 
     def update(self, request: UpdateRequest) -> None:
         assert self.maildrop is not None
+        self.server._begin_update(self.slot)
         try:
             removed = self.maildrop.commit(request.indexes)
         except Exception:
@@ -539,7 +672,10 @@ class _Handler:
         context = self.server.ssl_context
         assert context is not None
         self.flush()  # the +OK goes out in plaintext, then the handshake
-        self.slot.sock = context.wrap_socket(self.slot.sock, server_side=True)
+        sock = self.slot.sock
+        remaining = self.session.read_timeout(time.monotonic() - self.started)
+        sock.settimeout(max(0.001, min(TLS_HANDSHAKE_TIMEOUT, remaining)))
+        self.slot.sock = context.wrap_socket(sock, server_side=True)
         self.session.tls_established()
 
     def close_maildrop(self) -> None:

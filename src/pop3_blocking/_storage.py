@@ -94,10 +94,15 @@ class Authenticator(Protocol):
         """The SASL mechanisms every user's record can serve (`pop3core.store_mechanisms`)."""
         ...
 
-    def check_token(self, username: str, token: str, mechanism: str) -> bool | dict[str, Any]:
-        """Validate an OAuth 2.0 bearer token (XOAUTH2/OAUTHBEARER).
+    def check_token(
+        self, username: str, token: str, mechanism: str
+    ) -> str | bool | dict[str, Any]:
+        """Whom an OAuth 2.0 bearer token (XOAUTH2/OAUTHBEARER) was issued to.
 
-        True, False, or a JSON error object to send in the failure challenge.
-        Stores without OAuth return False.
+        `username` is whom the client named (``""`` if nobody). Return the
+        owner's user name (the session compares it with `username`), True to
+        say the owner is `username`, or refuse with False or a JSON error
+        object to send in the failure challenge. Stores without OAuth return
+        False.
         """
         ...

@@ -5,6 +5,7 @@ No I/O and no dependencies: bytes in, events out; events in, bytes out. See
 server's maildrop semantics on top of it, and the pure helpers for clients.
 """
 
+from ._admission import ConnectionLimits, SessionTable, address_group
 from ._capabilities import Capabilities, ExpirePolicy, LoginDelay, parse_capa
 from ._codes import (
     AUTH,
@@ -85,6 +86,7 @@ from ._sasl._base import (
     Challenge,
     ClientMechanism,
     ExternalCheck,
+    Identity,
     PasswordCheck,
     SASLError,
     ScramKeysRequest,
@@ -135,7 +137,9 @@ from ._sasl._simple import (
     PlainServer,
 )
 from ._server import (
+    MINIMUM_AUTOLOGOUT,
     OUTPUT_HIGH_WATER,
+    LoginFailed,
     MaildropRequest,
     MessageInfo,
     MessageRequest,
@@ -144,6 +148,7 @@ from ._server import (
     SessionEnded,
     StartTLS,
     UpdateRequest,
+    login_failure_message,
     make_apop_timestamp,
 )
 from ._state import Exchange, Role, State
@@ -165,6 +170,7 @@ __all__ = (
     "DEFAULT_LOW_SPEED",
     "IN_USE",
     "LOGIN_DELAY",
+    "MINIMUM_AUTOLOGOUT",
     "NEED_DATA",
     "OUTPUT_HIGH_WATER",
     "PAUSED",
@@ -194,6 +200,7 @@ __all__ = (
     "Command",
     "Connection",
     "ConnectionClosed",
+    "ConnectionLimits",
     "CramMD5Client",
     "CramMD5Server",
     "Credential",
@@ -208,12 +215,14 @@ __all__ = (
     "ExternalClient",
     "ExternalServer",
     "Greeting",
+    "Identity",
     "Lang",
     "List",
     "LocalProtocolError",
     "LoginClient",
     "LoginDelay",
     "LoginDelayError",
+    "LoginFailed",
     "LoginMethodUnavailable",
     "LoginServer",
     "MailboxInUse",
@@ -259,6 +268,7 @@ __all__ = (
     "ServerSession",
     "ServerStep",
     "SessionEnded",
+    "SessionTable",
     "StartTLS",
     "Stat",
     "State",
@@ -277,6 +287,7 @@ __all__ = (
     "XOAuth2Client",
     "XOAuth2Server",
     "__version__",
+    "address_group",
     "apop_digest",
     "body_limit",
     "choose_login_method",
@@ -287,6 +298,7 @@ __all__ = (
     "format_passwd_line",
     "hash_password",
     "initial_response_fits",
+    "login_failure_message",
     "make_apop_timestamp",
     "normalize_newlines",
     "parse_auth_listing",

@@ -695,8 +695,8 @@ def _no_args(command: Command) -> _Parser:
     return parse
 
 
-def _number(token: bytes, what: str, *, minimum: int = 1) -> int:
-    if not token.isdigit() or len(token) > 10:
+def _number(token: bytes, what: str, *, minimum: int = 1, max_digits: int | None = 10) -> int:
+    if not token.isdigit() or (max_digits is not None and len(token) > max_digits):
         raise _BadArguments(f"invalid {what}")
     value = int(token)
     if value < minimum:
@@ -763,7 +763,9 @@ def _parse_top(rest: bytes) -> Command:
         raise _BadArguments("TOP needs a message number and a line count")
     return Top(
         _number(args[0], "message number"),
-        _number(args[1], "line count", minimum=0),
+        # RFC 1939: a count beyond the body sends it all; any count of digits
+        # is valid (the line limit bounds its length).
+        _number(args[1], "line count", minimum=0, max_digits=None),
         _parsed=True,
     )
 

@@ -178,17 +178,20 @@ class Apop(Command):
 
     keyword: ClassVar[str] = "APOP"
     name: str
-    digest: str
+    digest: str = field(repr=False)
 
     def __init__(self, name: str, digest: str, *, _parsed: bool = False) -> None:
         if not _parsed:
             _check_arg(name, "APOP name")
             if not _HEX_DIGEST.match(digest):
-                raise LocalProtocolError(
-                    f"APOP digest must be 32 lower-case hex digits, not {digest!r}"
-                )
+                # Not shown: with the greeting's timestamp, a digest lets the
+                # password be guessed offline.
+                raise LocalProtocolError("APOP digest must be 32 lower-case hex digits")
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "digest", digest)
+
+    def __repr__(self) -> str:
+        return f"Apop(name={self.name!r}, digest=<hidden>)"
 
     def _wire_args(self) -> bytes:
         return f"{self.name} {self.digest}".encode("utf-8", "surrogateescape")

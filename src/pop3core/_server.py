@@ -60,6 +60,7 @@ from ._sasl._base import (
     AuthenticationFailed,
     Challenge,
     ExternalCheck,
+    Identity,
     PasswordCheck,
     ScramKeysRequest,
     SecretRequest,
@@ -78,7 +79,9 @@ from ._util import (
 )
 
 __all__ = [
+    "MINIMUM_AUTOLOGOUT",
     "OUTPUT_HIGH_WATER",
+    "LoginFailed",
     "MaildropRequest",
     "MessageInfo",
     "MessageRequest",
@@ -87,6 +90,7 @@ __all__ = [
     "SessionEnded",
     "StartTLS",
     "UpdateRequest",
+    "login_failure_message",
     "make_apop_timestamp",
 ]
 
@@ -158,6 +162,10 @@ def _render_listing(listing: Sequence[MessageInfo], deleted: set[int], kind: str
     return (line * (len(flat) // 2) % flat).encode("ascii")
 
 
+MINIMUM_AUTOLOGOUT = 600.0
+"""RFC 1939 section 3: an autologout timer MUST be of at least 10 minutes."""
+
+
 @dataclass(frozen=True)
 class ServerOptions:
     """What a server offers. The defaults are the safe ones.
@@ -174,6 +182,19 @@ class ServerOptions:
       answer short of downgrading the message. Off by default, as in Dovecot, so
       that clients without UTF8 get every message as stored: mpop, for one,
       abandons its whole download at the first refused message.
+    * ``authorize``: who may act as whom. A client may name an identity to act
+      as besides the one it proves (PLAIN's authzid, SCRAM's and OAUTHBEARER's
+      ``a=``, XOAUTH2's ``user=`` against the token's owner, EXTERNAL's request
+      against the certificate). When the two differ, ``authorize(authcid,
+      authzid)`` must return True (Dovecot's master users are such a rule);
+      without it, the default, the login is refused with ``-ERR [AUTH]``.
+    * ``auth_failure_delay``: seconds a failed login's ``-ERR`` is held back
+      (`LoginFailed`), counted from when the client's last line arrived, so
+      that guessing is slow and a wrong password takes as long as an unknown
+      user. After ``max_login_failures`` the session ends.
+    * ``login_timeout``: seconds from the connection to a successful login;
+      ``autologout``: seconds of silence after login (RFC 1939: at least 600).
+      See `ServerSession.read_timeout`.
     """
 
     greeting: str = "POP3 server ready"
@@ -191,11 +212,21 @@ class ServerOptions:
     max_login_failures: int = 3
     max_line_length: int = 255
     max_sasl_line_length: int = 64 * 1024
+    authorize: Callable[[str, str], bool] | None = None
+    auth_failure_delay: float = 2.0
+    login_timeout: float = 180.0
+    autologout: float = MINIMUM_AUTOLOGOUT
 
     def __post_init__(self) -> None:
         names = [mechanism.name for mechanism in self.mechanisms]
         if len(set(names)) != len(names):
             raise ValueError(f"a SASL mechanism is listed twice: {names}")
+        if self.autologout < MINIMUM_AUTOLOGOUT:
+            raise ValueError("RFC 1939: the autologout timer must be at least 10 minutes")
+        if not self.login_timeout > 0:
+            raise ValueError("login_timeout must be positive")
+        if not self.auth_failure_delay >= 0:
+            raise ValueError("auth_failure_delay must not be negative")
 
 
 # ------------------------------------------------------------ application events
@@ -203,14 +234,40 @@ class ServerOptions:
 
 @dataclass(frozen=True, slots=True)
 class MaildropRequest:
-    """The user is authenticated: open and lock the maildrop.
+    """The user is authenticated: open and lock the maildrop of `username`.
 
     Answer with `ServerSession.maildrop_opened` (the listing) or
     `ServerSession.maildrop_failed` (for example ``IN_USE`` when it is locked).
+    ``authcid`` is whose credentials were proved: `username` itself, unless
+    `ServerOptions.authorize` let it act as `username`.
     """
 
     username: str
     mechanism: str
+    authcid: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.authcid:
+            object.__setattr__(self, "authcid", self.username)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginFailed:
+    """A login failed: log it, wait `delay` seconds, then call
+    `ServerSession.failure_delay_elapsed`; the ``-ERR`` goes out only then.
+
+    `username` is the identity the client claimed (``""`` if none could be
+    read), ``authzid`` the one it asked to act as; both are the client's
+    words: escape them before logging. `reason` is the reply's text. Count
+    `delay` from when the client's last line arrived, so that the time to the
+    reply does not depend on how long the check took.
+    """
+
+    username: str
+    mechanism: str
+    reason: str
+    delay: float
+    authzid: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,8 +319,59 @@ class SessionEnded:
 
 AuthRequest = PasswordCheck | SecretRequest | ScramKeysRequest | TokenCheck | ExternalCheck
 SessionEvent = (
-    AuthRequest | MaildropRequest | MessageRequest | UpdateRequest | StartTLS | SessionEnded
+    AuthRequest
+    | LoginFailed
+    | MaildropRequest
+    | MessageRequest
+    | UpdateRequest
+    | StartTLS
+    | SessionEnded
 )
+
+
+_LOGGED_NAME_LIMIT = 128  # characters of a client-supplied name kept in a log line
+
+
+def _log_quote(text: str) -> str:
+    """`text` in double quotes, safe for a one-line log: ``\\``, ``\"`` and every
+    unprintable character (CR, LF, escapes, Unicode line separators) escaped."""
+    if len(text) > _LOGGED_NAME_LIMIT:
+        text = text[:_LOGGED_NAME_LIMIT] + "..."
+    out = []
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif char.isprintable():
+            out.append(char)
+        else:
+            code = ord(char)
+            if code < 0x100:
+                out.append(f"\\x{code:02x}")
+            elif code < 0x10000:
+                out.append(f"\\u{code:04x}")
+            else:
+                out.append(f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
+
+
+def login_failure_message(event: LoginFailed, address: str, port: int | None = None) -> str:
+    """The log line for a failed login, in a stable format made for fail2ban.
+
+    ``login failed: address=<ip> port=<n> user="<name>" [authzid="<name>"]
+    mechanism=<mechanism> reason="<text>"``. The address comes first, so no
+    name a client sends can be mistaken for it; names are quoted and escaped
+    (`_log_quote`), and cut to 128 characters. No secret is ever part of it.
+    docs/fail2ban/ has the matching filter.
+    """
+    parts = [f"login failed: address={address}"]
+    if port is not None:
+        parts.append(f"port={int(port)}")
+    parts.append(f"user={_log_quote(event.username)}")
+    if event.authzid:
+        parts.append(f"authzid={_log_quote(event.authzid)}")
+    parts.append(f"mechanism={event.mechanism}")
+    parts.append(f"reason={_log_quote(event.reason)}")
+    return " ".join(parts)
 
 
 def make_apop_timestamp(hostname: str = "localhost") -> bytes:
@@ -361,8 +469,11 @@ class ServerSession:
         self._count = 0  # messages not marked deleted
         self._octets = 0  # and their octets
         self._pending_user: str | None = None  # from USER, for PASS
+        self._claimed = ""  # the identity the current login claims, for `LoginFailed`
+        self._claimed_authzid = ""
+        self._held: ErrResponse | None = None  # a failed login's reply, until the delay is over
         self._mechanism: ServerMechanism | None = None
-        self._exchange: Generator[ServerStep, Any, str] | None = None
+        self._exchange: Generator[ServerStep, Any, str | Identity] | None = None
         self._waiting: object | None = None  # the request the application must answer
         self._report: SessionEvent | None = None  # an event next_event has yet to return
         self._message: MessageRequest | None = None
@@ -388,6 +499,25 @@ class ServerSession:
     def listing(self) -> Sequence[MessageInfo]:
         """The maildrop as opened at login (deleted marks not applied)."""
         return self._listing
+
+    @property
+    def logged_in(self) -> bool:
+        """Whether a login succeeded and the maildrop is open (TRANSACTION or later)."""
+        return self.username is not None
+
+    def read_timeout(self, elapsed: float) -> float:
+        """How long to wait for the client's next bytes, in seconds.
+
+        `elapsed` is the time since the connection was accepted. Before login
+        it is what is left of `ServerOptions.login_timeout` (at most the
+        autologout); after login, `ServerOptions.autologout`, counted afresh at
+        every wait. At zero or below, or when a wait runs out, close the
+        connection without a reply: the session ends without UPDATE.
+        """
+        options = self.options
+        if self.username is not None:
+            return options.autologout
+        return min(options.autologout, options.login_timeout - elapsed)
 
     @property
     def deleted(self) -> frozenset[int]:
@@ -592,6 +722,7 @@ class ServerSession:
         self, mechanism: ServerMechanism, initial_response: bytes | None
     ) -> SessionEvent | None:
         self._mechanism = mechanism
+        self._claimed = self._claimed_authzid = ""
         self._exchange = mechanism.exchange(initial_response)
         return self._advance_login(None)
 
@@ -603,10 +734,7 @@ class ServerSession:
             step = exchange.send(value)
         except StopIteration as stop:
             self._exchange = None
-            username = stop.value
-            if not isinstance(username, str) or not username:
-                raise LocalProtocolError("a mechanism must return the user name") from None
-            return MaildropRequest(username, self._mechanism.name)
+            return self._authorize(stop.value)
         except AuthenticationFailed as failure:
             self._exchange = None
             return self._login_failed(failure.text, failure.code)
@@ -619,15 +747,63 @@ class ServerSession:
         if isinstance(step, Challenge):
             self._send(AuthChallenge(step.data))
             return None
+        if not isinstance(step, ExternalCheck):
+            self._claimed = step.username
         return step
 
+    def _authorize(self, result: object) -> SessionEvent | None:
+        """The one rule on identities: act as someone else only if `authorize` says so."""
+        assert self._mechanism is not None
+        if isinstance(result, Identity):
+            authcid, authzid = result.authcid, result.authzid
+        elif isinstance(result, str):
+            authcid, authzid = result, ""
+        else:
+            raise LocalProtocolError(f"a mechanism must return an Identity, not {result!r}")
+        if not isinstance(authcid, str) or not authcid or not isinstance(authzid, str):
+            raise LocalProtocolError(f"a mechanism returned an invalid identity: {result!r}")
+        self._claimed, self._claimed_authzid = authcid, authzid
+        if authzid and authzid != authcid:
+            hook = self.options.authorize
+            try:
+                granted = hook is not None and hook(authcid, authzid) is True
+            except Exception:
+                self._err("temporary authentication failure", SYS_TEMP)
+                raise
+            if not granted:
+                return self._login_failed(f"not authorized to act as {authzid}", AUTH)
+            return MaildropRequest(authzid, self._mechanism.name, authcid)
+        return MaildropRequest(authcid, self._mechanism.name)
+
     def _login_failed(self, text: str, code: ResponseCode | None) -> SessionEvent | None:
-        self._err(text, code)
-        if code == AUTH:
-            self.login_failures += 1
-            if self.login_failures >= self.options.max_login_failures:
-                return self._end("too many failed logins")
-        return None
+        if code != AUTH:
+            self._err(text, code)
+            return None
+        # A credential failure: the -ERR waits for the delay (`failure_delay_elapsed`).
+        self.login_failures += 1
+        assert self._mechanism is not None
+        self._held = ErrResponse(text, code)
+        return LoginFailed(
+            self._claimed,
+            self._mechanism.name,
+            text,
+            self.options.auth_failure_delay,
+            self._claimed_authzid,
+        )
+
+    def failure_delay_elapsed(self) -> None:
+        """Answer a `LoginFailed` once its delay is over: the ``-ERR`` is queued now.
+
+        After `ServerOptions.max_login_failures` failures the session then ends.
+        """
+        if type(self._waiting) is not LoginFailed:
+            raise LocalProtocolError("no LoginFailed is waiting for an answer")
+        self._waiting = None
+        held, self._held = self._held, None
+        assert held is not None
+        self._send(held)
+        if self.login_failures >= self.options.max_login_failures:
+            self._end("too many failed logins")
 
     def _answer(self, kinds: tuple[type, ...], value: object) -> None:
         waiting = self._waiting
@@ -651,12 +827,13 @@ class ServerSession:
         """Answer a `ScramKeysRequest` with the user's stored keys, or None."""
         self._answer((ScramKeysRequest,), keys)
 
-    def token_checked(self, result: bool | dict[str, Any]) -> None:
-        """Answer a `TokenCheck`: True, False, or a JSON error object (a refusal)."""
+    def token_checked(self, result: str | bool | dict[str, Any]) -> None:
+        """Answer a `TokenCheck`: the token's owner (a user name), True (the owner is the
+        user the client named), or a refusal: False or a JSON error object."""
         self._answer((TokenCheck,), result)
 
     def external_checked(self, username: str | None) -> None:
-        """Answer an `ExternalCheck` with the user name, or None to refuse."""
+        """Answer an `ExternalCheck`: whom the client certificate names, or None to refuse."""
         self._answer((ExternalCheck,), username)
 
     def backend_failed(self, text: str = "temporary authentication failure") -> None:

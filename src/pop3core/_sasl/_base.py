@@ -4,7 +4,10 @@ Server side, a mechanism is a generator (`ServerMechanism.exchange`) that yields
 *steps*: a `Challenge` to send to the client (the generator receives the client's
 decoded response), or a request to the application (`PasswordCheck`,
 `SecretRequest`, ...; the generator receives the application's answer). It
-returns the authenticated user name, or raises `AuthenticationFailed`.
+returns who authenticated (an `Identity`, or just the user name), or raises
+`AuthenticationFailed`. A mechanism never decides whether one user may act as
+another: it reports both identities, and the session applies the one rule
+(`ServerOptions.authorize`).
 
 Client side, a mechanism is an object that produces the initial response and
 answers each challenge; `ClientMechanism.finish` is called on ``+OK`` so that a
@@ -27,6 +30,7 @@ __all__ = [
     "Challenge",
     "ClientMechanism",
     "ExternalCheck",
+    "Identity",
     "PasswordCheck",
     "SASLError",
     "ScramKeysRequest",
@@ -62,6 +66,21 @@ class AuthenticationFailed(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Identity:
+    """What a server mechanism established.
+
+    ``authcid`` is the identity whose credentials were proved (the user name, the
+    owner of the token, whom the certificate names). ``authzid`` is the identity
+    the client asked to act as, ``""`` if it asked for none. The session lets
+    the client in as ``authcid`` when ``authzid`` is empty or the same, and as
+    ``authzid`` only if `ServerOptions.authorize` grants it.
+    """
+
+    authcid: str
+    authzid: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Challenge:
     """Send these bytes as a challenge; the mechanism receives the client's response."""
 
@@ -72,7 +91,9 @@ class Challenge:
 class PasswordCheck:
     """Application: is `password` right for `username`? Answer with a bool.
 
-    ``authzid`` is the identity the client asked to act as ("" for itself).
+    ``authzid`` is the identity the client asked to act as ("" for itself), for
+    logging only: answer for `username` alone. Whether `username` may act as
+    ``authzid`` is decided afterwards, by `ServerOptions.authorize`.
     """
 
     username: str
@@ -102,10 +123,14 @@ class ScramKeysRequest:
 
 @dataclass(frozen=True, slots=True)
 class TokenCheck:
-    """Application: is this OAuth 2.0 bearer token valid for `username`?
+    """Application: whom does this OAuth 2.0 bearer token belong to?
 
-    Answer with ``True``/``False``, or a ``dict`` (the JSON error object sent to
-    the client in the failure challenge) to refuse with details.
+    `username` is the identity the client named (XOAUTH2's ``user=``,
+    OAUTHBEARER's ``a=``; ``""`` if it named none). Answer with the user name
+    the token was issued to (best: the session then compares it with
+    `username`), with ``True`` to say it was issued to `username` itself, or
+    refuse with ``False`` or a ``dict`` (the JSON error object sent to the
+    client in the failure challenge).
     """
 
     username: str
@@ -119,11 +144,10 @@ class TokenCheck:
 class ExternalCheck:
     """Application: whom does the TLS client certificate authenticate as?
 
-    ``authzid`` is the identity the client asked for ("" for the default).
-    Answer with the user name, or None to refuse.
+    Answer with the user name the certificate maps to, or None to refuse. The
+    identity the client asked for is deliberately not part of the question: it
+    is compared with the answer by the session (`ServerOptions.authorize`).
     """
-
-    authzid: str
 
 
 ServerStep = (
@@ -141,8 +165,13 @@ class ServerMechanism(abc.ABC):
     unless the server allows cleartext logins."""
 
     @abc.abstractmethod
-    def exchange(self, initial_response: bytes | None) -> Generator[ServerStep, Any, str]:
-        """Run one authentication; return the user name, or raise AuthenticationFailed.
+    def exchange(
+        self, initial_response: bytes | None
+    ) -> Generator[ServerStep, Any, str | Identity]:
+        """Run one authentication; return who authenticated, or raise AuthenticationFailed.
+
+        Return an `Identity` when the client can name an identity to act as
+        (even an empty one), else the user name whose credentials were proved.
 
         `initial_response` is None when the client sent none (a mechanism that
         needs one then yields ``Challenge(b"")`` first, as RFC 5034 says).

@@ -15,6 +15,7 @@ from ._base import (
     AuthenticationFailed,
     Challenge,
     ClientMechanism,
+    Identity,
     SASLError,
     ServerMechanism,
     ServerStep,
@@ -154,26 +155,36 @@ def _parse_pairs(text: str) -> dict[str, str] | None:
     return pairs
 
 
-def _check_token(result: object) -> dict[str, Any] | None:
-    """None if the application accepted the token, else the error object to report."""
+def _token_owner(result: object, named: str) -> str | dict[str, Any]:
+    """Whom the application says the token belongs to, or the error object to report.
+
+    ``True`` means the identity the client `named`; without one it cannot say
+    whom, and is a refusal.
+    """
+    if isinstance(result, str) and result:
+        return result
+    if result is True and named:
+        return named
     if isinstance(result, dict):
         return result
-    if result is True:
-        return None
-    return _DEFAULT_ERROR
+    if result is True or result is False or result is None:
+        return _DEFAULT_ERROR
+    raise TypeError(f"answer a TokenCheck with a user name, True, False or a dict, not {result!r}")
 
 
 class XOAuth2Server(ServerMechanism):
     """XOAUTH2, server side: asks the application with a `TokenCheck`.
 
-    An answer of ``False`` gives a plain ``-ERR``; a ``dict`` is sent first as
-    the error challenge (base64 JSON, what Google sends), then ``-ERR``.
+    Returns the token's owner, as the application reports it, and the ``user=``
+    the client named (the session refuses a mismatch). A refusal of ``False``
+    gives a plain ``-ERR``; a ``dict`` is sent first as the error challenge
+    (base64 JSON, what Google sends), then ``-ERR``.
     """
 
     name: ClassVar[str] = "XOAUTH2"
     cleartext: ClassVar[bool] = True
 
-    def exchange(self, initial_response: bytes | None) -> Generator[ServerStep, Any, str]:
+    def exchange(self, initial_response: bytes | None) -> Generator[ServerStep, Any, Identity]:
         message = initial_response
         if message is None:
             message = yield Challenge(b"")
@@ -183,27 +194,29 @@ class XOAuth2Server(ServerMechanism):
         token = None if pairs is None else _bearer_token(pairs.get("auth"))
         if not username or token is None:
             raise AuthenticationFailed("malformed XOAUTH2 message")
-        result = yield TokenCheck(username, token, self.name)
-        if result is True:
-            return username
-        if isinstance(result, dict):
-            yield Challenge(_error_json(result))  # the client answers with an empty line
+        owner = _token_owner((yield TokenCheck(username, token, self.name)), username)
+        if isinstance(owner, str):
+            return Identity(owner, username)
+        if owner is not _DEFAULT_ERROR:
+            yield Challenge(_error_json(owner))  # the client answers with an empty line
         raise AuthenticationFailed(_BAD_TOKEN)
 
 
 class OAuthBearerServer(ServerMechanism):
     """OAUTHBEARER, server side: asks the application with a `TokenCheck`.
 
-    The user name is the GS2 authorization identity (``a=``), which this server
-    requires. Any refusal is reported with an error challenge (RFC 7628
-    section 3.2.2): the application's ``dict``, or ``{"status":"invalid_token"}``
-    for ``False``; the client's dummy answer is followed by ``-ERR``.
+    Returns the token's owner, as the application reports it, and the GS2
+    authorization identity (``a=``, optional) the client named; without ``a=``
+    the application must name the owner. Any refusal is reported with an error
+    challenge (RFC 7628 section 3.2.2): the application's ``dict``, or
+    ``{"status":"invalid_token"}``; the client's dummy answer is followed by
+    ``-ERR``.
     """
 
     name: ClassVar[str] = "OAUTHBEARER"
     cleartext: ClassVar[bool] = True
 
-    def exchange(self, initial_response: bytes | None) -> Generator[ServerStep, Any, str]:
+    def exchange(self, initial_response: bytes | None) -> Generator[ServerStep, Any, Identity]:
         message = initial_response
         if message is None:
             message = yield Challenge(b"")
@@ -217,9 +230,12 @@ class OAuthBearerServer(ServerMechanism):
             raise AuthenticationFailed("channel binding is not supported")
         if flag not in ("n", "y"):
             raise AuthenticationFailed("malformed OAUTHBEARER message")
-        username = decode_saslname(authz[2:]) if authz[:2] == "a=" else None
-        if not username:
-            raise AuthenticationFailed("OAUTHBEARER needs the user name (a=) in its GS2 header")
+        authzid = ""
+        if authz:
+            decoded = decode_saslname(authz[2:]) if authz[:2] == "a=" else None
+            if not decoded:
+                raise AuthenticationFailed("malformed OAUTHBEARER authorization identity")
+            authzid = decoded
         pairs = _parse_pairs(rest)
         token = None if pairs is None else _bearer_token(pairs.get("auth"))
         if pairs is None or token is None:
@@ -230,9 +246,9 @@ class OAuthBearerServer(ServerMechanism):
             if not (port_text.isascii() and port_text.isdigit()) or len(port_text) > 5:
                 raise AuthenticationFailed("malformed OAUTHBEARER port")
             port = int(port_text)
-        result = yield TokenCheck(username, token, self.name, pairs.get("host"), port)
-        error = _check_token(result)
-        if error is None:
-            return username
-        yield Challenge(_error_json(error))  # the client answers with the dummy ^A
+        result = yield TokenCheck(authzid, token, self.name, pairs.get("host"), port)
+        owner = _token_owner(result, authzid)
+        if isinstance(owner, str):
+            return Identity(owner, authzid)
+        yield Challenge(_error_json(owner))  # the client answers with the dummy ^A
         raise AuthenticationFailed(_BAD_TOKEN)

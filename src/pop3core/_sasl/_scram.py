@@ -20,6 +20,7 @@ from ._base import (
     AuthenticationFailed,
     Challenge,
     ClientMechanism,
+    Identity,
     SASLError,
     ScramKeysRequest,
     ServerMechanism,
@@ -297,7 +298,7 @@ class _ScramServer(ServerMechanism):
             salt, DEFAULT_SCRAM_ITERATIONS, secrets.token_bytes(size), secrets.token_bytes(size)
         )
 
-    def exchange(self, initial_response: bytes | None) -> Generator[ServerStep, Any, str]:
+    def exchange(self, initial_response: bytes | None) -> Generator[ServerStep, Any, Identity]:
         hash_name = self._hash
         message = initial_response
         if message is None:
@@ -337,8 +338,6 @@ class _ScramServer(ServerMechanism):
             username = prepare_username(raw_username)
         except SASLError:
             raise AuthenticationFailed("the SCRAM user name cannot be prepared") from None
-        if authzid and authzid != username:
-            raise AuthenticationFailed("acting as another user is not supported")
 
         keys = yield ScramKeysRequest(username, self.name)
         known = keys is not None
@@ -384,7 +383,7 @@ class _ScramServer(ServerMechanism):
         last = yield Challenge(b"v=" + _b64(signature).encode("ascii"))
         if last:
             raise AuthenticationFailed("unexpected data after the SCRAM exchange")
-        return username
+        return Identity(username, authzid)
 
 
 class ScramSHA1Server(_ScramServer):

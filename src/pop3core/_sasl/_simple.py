@@ -10,6 +10,7 @@ from ._base import (
     Challenge,
     ClientMechanism,
     ExternalCheck,
+    Identity,
     PasswordCheck,
     SASLError,
     ServerMechanism,
@@ -77,14 +78,14 @@ class PlainClient(_OneShot):
 class PlainServer(ServerMechanism):
     """PLAIN, server side: asks the application with a `PasswordCheck`.
 
-    Returns the authorization identity when the client asked for one (the
-    application's yes covered it), else the user name.
+    Returns both identities: the user name whose password was checked, and the
+    authorization identity the client asked for (the session decides on it).
     """
 
     name: ClassVar[str] = "PLAIN"
     cleartext: ClassVar[bool] = True
 
-    def exchange(self, initial_response: bytes | None) -> Generator[ServerStep, Any, str]:
+    def exchange(self, initial_response: bytes | None) -> Generator[ServerStep, Any, Identity]:
         message = initial_response
         if message is None:
             message = yield Challenge(b"")
@@ -97,7 +98,7 @@ class PlainServer(ServerMechanism):
         ok = yield PasswordCheck(username, password, self.name, authzid)
         if not ok:
             raise AuthenticationFailed(_BAD_LOGIN)
-        return authzid or username
+        return Identity(username, authzid)
 
 
 # ---------------------------------------------------------------- LOGIN
@@ -175,23 +176,26 @@ class ExternalClient(_OneShot):
 
 
 class ExternalServer(ServerMechanism):
-    """EXTERNAL, server side: the application answers an `ExternalCheck`."""
+    """EXTERNAL, server side: the application answers an `ExternalCheck`.
+
+    Returns whom the certificate names and the identity the client asked for.
+    """
 
     name: ClassVar[str] = "EXTERNAL"
 
-    def exchange(self, initial_response: bytes | None) -> Generator[ServerStep, Any, str]:
+    def exchange(self, initial_response: bytes | None) -> Generator[ServerStep, Any, Identity]:
         message = initial_response
         if message is None:
             message = yield Challenge(b"")
         authzid = decode_utf8(message, "EXTERNAL authorization identity")
         if "\x00" in authzid:
             raise AuthenticationFailed("malformed EXTERNAL message")
-        username = yield ExternalCheck(authzid)
+        username = yield ExternalCheck()
         if not username:
-            raise AuthenticationFailed("no valid client certificate for this identity")
+            raise AuthenticationFailed("no valid client certificate")
         if not isinstance(username, str):
             raise TypeError(f"answer an ExternalCheck with a user name, not {username!r}")
-        return username
+        return Identity(username, authzid)
 
 
 # ---------------------------------------------------------------- ANONYMOUS

@@ -1,0 +1,150 @@
+"""Who gets a session: connection limits, and whom to close to make room.
+
+A server can hold only so many sessions, and a client that connects and says
+nothing holds one until a timeout. So a full server makes room instead of
+refusing: it closes the oldest session (by connection time) that has not
+logged in and is not in the middle of a login step, and never one that has
+logged in. `SessionTable`
+is that bookkeeping, written once for every server: pure logic, not
+thread-safe (a threaded server holds a lock around it).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+
+__all__ = ["ConnectionLimits", "SessionTable", "address_group"]
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """How many sessions a server holds, in all and per client address.
+
+    A client address is an IPv4 address, or an IPv6 /`ipv6_prefix` network
+    (one subscriber is usually given a whole /64, so counting single IPv6
+    addresses would limit nothing).
+    """
+
+    max_connections: int = 1000
+    max_connections_per_address: int = 100
+    ipv6_prefix: int = 64
+
+    def __post_init__(self) -> None:
+        if self.max_connections < 1 or self.max_connections_per_address < 1:
+            raise ValueError("connection limits must be at least 1")
+        if not 0 <= self.ipv6_prefix <= 128:
+            raise ValueError("ipv6_prefix is a prefix length, 0 to 128")
+
+
+def address_group(address: str, ipv6_prefix: int = 64) -> str:
+    """The key `address` is counted under: itself for IPv4, its network for IPv6.
+
+    An IPv4-mapped IPv6 address counts as the IPv4 address; a zone index is
+    dropped; what is not an IP address (a Unix socket path) is its own group.
+    """
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, ipv6_prefix), strict=False))
+    return str(ip)
+
+
+class _Entry:
+    __slots__ = ("busy", "group", "logged_in")
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self.logged_in = False
+        self.busy = False
+
+
+class SessionTable:
+    """The sessions a server holds, each under a key of the adapter's choosing.
+
+    `admit` a new connection before serving it; tell the table when a session
+    `logged_in` and when it is `busy` in a login step (waiting for a
+    credential or maildrop backend); `release` it when it ends. Keys are
+    hashable and unique among live sessions.
+    """
+
+    def __init__(self, limits: ConnectionLimits | None = None) -> None:
+        self.limits = limits or ConnectionLimits()
+        # Insertion order is age, the oldest first: in all, and per group.
+        self._entries: dict[Hashable, _Entry] = {}
+        self._groups: dict[str, dict[Hashable, None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def count(self, address: str) -> int:
+        """Sessions held for `address`'s group."""
+        return len(self._groups.get(address_group(address, self.limits.ipv6_prefix), ()))
+
+    def admit(self, key: Hashable, address: str) -> list[Hashable] | None:
+        """Take a new session from `address`; None to refuse it.
+
+        Returns the sessions to close first to make room (often none). They
+        are already released here; their own `release` later does nothing.
+        """
+        if key in self._entries:
+            raise ValueError(f"session {key!r} is already in the table")
+        limits = self.limits
+        group = address_group(address, limits.ipv6_prefix)
+        members = self._groups.get(group, {})
+        victims: list[Hashable] = []
+        if len(members) >= limits.max_connections_per_address:
+            victim = self._oldest_evictable(members, victims)
+            if victim is None:
+                return None
+            victims.append(victim)
+        if len(self._entries) - len(victims) >= limits.max_connections:
+            victim = self._oldest_evictable(self._entries, victims)
+            if victim is None:
+                return None
+            victims.append(victim)
+        for victim in victims:
+            self.release(victim)
+        self._entries[key] = _Entry(group)
+        self._groups.setdefault(group, {})[key] = None
+        return victims
+
+    def _oldest_evictable(
+        self, keys: Iterable[Hashable], taken: list[Hashable]
+    ) -> Hashable | None:
+        entries = self._entries
+        for key in keys:
+            entry = entries[key]
+            if not (entry.logged_in or entry.busy) and key not in taken:
+                return key
+        return None
+
+    def logged_in(self, key: Hashable) -> None:
+        """The session logged in: it is never closed to make room."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.logged_in = True
+
+    def busy(self, key: Hashable, busy: bool) -> None:
+        """The session is (or no longer is) in a login step that waits on a backend."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.busy = busy
+
+    def release(self, key: Hashable) -> None:
+        """The session ended (or was closed to make room). Idempotent."""
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return
+        members = self._groups[entry.group]
+        del members[key]
+        if not members:
+            del self._groups[entry.group]
