@@ -104,6 +104,35 @@ def test_an_ipv6_subscriber_is_one_address() -> None:
     assert sessions.count("2001:db8::abcd") == 2
 
 
+def test_failed_logins_from_one_address_double_the_delay() -> None:
+    sessions = p.SessionTable(p.ConnectionLimits(max_login_penalty=15, penalty_memory=600))
+    sessions.admit("a", "192.0.2.1")
+    sessions.admit("b", "192.0.2.1")  # another connection from the same address
+    sessions.admit("c", "192.0.2.2")
+    delays = [
+        sessions.login_failed(key, now, 2.0) for key, now in zip("abab", (0, 1, 2, 3), strict=True)
+    ]
+    assert delays == [2.0, 4.0, 8.0, 15.0]  # across connections, capped
+    assert sessions.login_failed("c", 4, 2.0) == 2.0  # other addresses are not affected
+    assert sessions.login_failed("a", 700, 2.0) == 2.0  # forgotten after quiet time
+    assert sessions.login_failed("gone", 701, 2.0) == 2.0  # a departed session
+    assert sessions.login_failed("a", 702, 0.0) == 0.0  # no delay, nothing to double
+    assert (
+        p.SessionTable(p.ConnectionLimits(max_login_penalty=1)).login_failed("x", 0, 2.0) == 2.0
+    )  # never below the session's own delay
+
+
+def test_the_failure_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pop3core import _admission
+
+    monkeypatch.setattr(_admission, "_MAX_REMEMBERED", 3)
+    sessions = table(per_address=1)
+    for i in range(10):
+        sessions.admit(i, f"192.0.2.{i}")
+        sessions.login_failed(i, i, 1.0)
+    assert len(sessions._failures) == 3
+
+
 def test_limits_are_validated() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         p.ConnectionLimits(0)
@@ -111,6 +140,8 @@ def test_limits_are_validated() -> None:
         p.ConnectionLimits(10, 0)
     with pytest.raises(ValueError, match="prefix"):
         p.ConnectionLimits(ipv6_prefix=129)
+    with pytest.raises(ValueError, match="penalties"):
+        p.ConnectionLimits(max_login_penalty=-1)
 
 
 Step = tuple[str, int, int]  # (action, key, address)

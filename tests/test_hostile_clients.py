@@ -218,11 +218,12 @@ def test_failed_logins_are_logged_delayed_and_limited(
     ):
         reader.readline()
         local_port = sock.getsockname()[1]
-        started = time.monotonic()
-        for name in ("alice", "nobody", "bob"):
+        for name, delay in (("alice", 0.2), ("nobody", 0.4), ("bob", 0.8)):
+            started = time.monotonic()
             sock.sendall(plain(name, "guess"))
             assert reader.readline().startswith(b"-ERR [AUTH]")
-        assert time.monotonic() - started >= 0.6
+            # The delay doubles with each failure from this address.
+            assert time.monotonic() - started >= delay - 0.01
         assert reader.readline() == b""  # the third failure ends the session
     lines = [r.getMessage() for r in caplog.records if "login failed" in r.getMessage()]
     assert lines == [
@@ -230,6 +231,27 @@ def test_failed_logins_are_logged_delayed_and_limited(
         'reason="invalid user name or password"'
         for name in ("alice", "nobody", "bob")
     ]
+
+
+def test_guessing_from_many_connections_is_slowed_for_the_whole_address(
+    make_server: ServerFactory,
+) -> None:
+    """Parallel connections do not multiply the guesses: the address's delay grows."""
+    server = make_server(auth_failure_delay=0.05, max_login_penalty=0.4)
+    took = []
+    for _ in range(5):  # a fresh connection for every guess
+        with (
+            socket.create_connection(("127.0.0.1", port_for(server, "none")), timeout=5) as sock,
+            sock.makefile("rb") as reader,
+        ):
+            reader.readline()
+            started = time.monotonic()
+            sock.sendall(plain("alice", "guess"))
+            assert reader.readline().startswith(b"-ERR [AUTH]")
+            took.append(time.monotonic() - started)
+    for seconds, floor in zip(took, (0.05, 0.1, 0.2, 0.4, 0.4), strict=True):
+        assert seconds >= floor - 0.01, took
+    assert took[-1] < 1.0  # capped
 
 
 def test_a_user_name_cannot_forge_a_log_line(
@@ -259,7 +281,9 @@ def test_an_unknown_user_and_a_wrong_password_take_as_long(
     # A stored hash that takes a while to check: only known users pay for it.
     slow = p.Credential.parse(p.hash_password("alice-pw", "SCRAM-SHA-256", rounds=200_000))
     server = make_server(
-        authenticator=MemoryAuthenticator({"alice": slow}), auth_failure_delay=0.3
+        authenticator=MemoryAuthenticator({"alice": slow}),
+        auth_failure_delay=0.3,
+        max_login_penalty=0.3,  # no doubling: every reply is due 0.3 s after its line
     )
     timings: dict[str, list[float]] = {"alice": [], "nobody": []}
     for _ in range(3):

@@ -98,6 +98,7 @@ def serve(args: argparse.Namespace) -> int:
         auth_failure_delay=args.auth_failure_delay,
         max_connections=args.max_connections,
         max_connections_per_address=args.max_connections_per_address,
+        max_login_penalty=args.max_login_penalty,
         options=pop3core.ServerOptions(
             implementation=f"pop3 {pop3core.__version__}", utf8=args.utf8
         ),
@@ -182,7 +183,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--auth-failure-delay",
         type=float,
         default=2.0,
-        help="seconds before a failed login is answered (default 2)",
+        help="seconds before a failed login is answered (default 2), doubled for each "
+        "recent failure from the same address",
+    )
+    s.add_argument(
+        "--max-login-penalty",
+        type=float,
+        default=15.0,
+        help="the most that doubling may reach, in seconds (default 15)",
     )
     s.add_argument(
         "--max-connections",

@@ -109,9 +109,11 @@ class Server:
     client must log in within ``login_timeout`` seconds of connecting, and a
     logged-in session ends after ``autologout`` seconds of silence (at least 10
     minutes, RFC 1939), both without UPDATE; a failed login is answered
-    ``auth_failure_delay`` seconds after the client's line arrived, and the
-    session ends after ``options.max_login_failures`` of them; a session that
-    sends too many bad commands is closed (``options.max_bad_commands``).
+    ``auth_failure_delay`` seconds after the client's line arrived, doubled for
+    each recent failure from the same address up to ``max_login_penalty``
+    seconds, and the session ends after ``options.max_login_failures`` of
+    them; a session that sends too many bad commands is closed
+    (``options.max_bad_commands``).
 
     At most ``max_connections`` sessions, and ``max_connections_per_address``
     from one client address (an IPv4 address or an IPv6 /64): when a limit is
@@ -154,6 +156,7 @@ class Server:
         auth_failure_delay: float = 2.0,
         max_connections: int = 1000,
         max_connections_per_address: int = 100,
+        max_login_penalty: float = 15.0,
         options: ServerOptions | None = None,
         read_size: int = 64 * 1024,
     ) -> None:
@@ -166,7 +169,9 @@ class Server:
         self.ssl_context = ssl_context
         self.allow_cleartext = allow_cleartext
         self.external = external
-        self.limits = ConnectionLimits(max_connections, max_connections_per_address)
+        self.limits = ConnectionLimits(
+            max_connections, max_connections_per_address, max_login_penalty=max_login_penalty
+        )
         self._read_size = read_size
         hostname = hostname or socket.gethostname() or "localhost"
         names = list(mechanisms if mechanisms is not None else authenticator.mechanisms())
@@ -423,6 +428,11 @@ class Server:
             elif busy is not None:
                 self._table.busy(slot, busy)
 
+    def _failure_delay(self, slot: _Slot, delay: float) -> float:
+        """The session's failure delay, doubled for the address's recent failures."""
+        with self._lock:
+            return self._table.login_failed(slot, time.monotonic(), delay)
+
     def _begin_update(self, slot: _Slot) -> None:
         """Mark `slot` as committing, unless shutdown has begun (then abort)."""
         with self._lock:
@@ -588,9 +598,10 @@ class _Handler:
 
     def login_failed(self, event: LoginFailed) -> None:
         logger.warning(login_failure_message(event, self.peer[0], self.peer[1]))
+        delay = self.server._failure_delay(self.slot, event.delay)
         # The reply leaves `delay` after the client's line arrived, however long
         # the check took: a wrong password and an unknown user take as long.
-        wait = self.last_read + event.delay - time.monotonic()
+        wait = self.last_read + delay - time.monotonic()
         if wait > 0:
             self.slot.closing.wait(wait)  # cut short when the session is closed
         self.session.failure_delay_elapsed()

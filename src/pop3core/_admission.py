@@ -25,17 +25,27 @@ class ConnectionLimits:
     A client address is an IPv4 address, or an IPv6 /`ipv6_prefix` network
     (one subscriber is usually given a whole /64, so counting single IPv6
     addresses would limit nothing).
+
+    Failed logins from one address add up (`SessionTable.login_failed`): the
+    failure delay doubles with each failure that comes within
+    `penalty_memory` seconds of the previous one, up to `max_login_penalty`
+    seconds (as Dovecot's auth_penalty), so that opening many connections
+    does not multiply the guesses.
     """
 
     max_connections: int = 1000
     max_connections_per_address: int = 100
     ipv6_prefix: int = 64
+    max_login_penalty: float = 15.0
+    penalty_memory: float = 600.0
 
     def __post_init__(self) -> None:
         if self.max_connections < 1 or self.max_connections_per_address < 1:
             raise ValueError("connection limits must be at least 1")
         if not 0 <= self.ipv6_prefix <= 128:
             raise ValueError("ipv6_prefix is a prefix length, 0 to 128")
+        if self.max_login_penalty < 0 or self.penalty_memory < 0:
+            raise ValueError("login penalties must not be negative")
 
 
 def address_group(address: str, ipv6_prefix: int = 64) -> str:
@@ -53,6 +63,9 @@ def address_group(address: str, ipv6_prefix: int = 64) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, ipv6_prefix), strict=False))
     return str(ip)
+
+
+_MAX_REMEMBERED = 65536  # addresses whose failed logins are remembered
 
 
 class _Entry:
@@ -78,6 +91,8 @@ class SessionTable:
         # Insertion order is age, the oldest first: in all, and per group.
         self._entries: dict[Hashable, _Entry] = {}
         self._groups: dict[str, dict[Hashable, None]] = {}
+        # Per group: [failures in a row, time of the last]; least recent first.
+        self._failures: dict[str, list[float]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -138,6 +153,31 @@ class SessionTable:
         entry = self._entries.get(key)
         if entry is not None:
             entry.busy = busy
+
+    def login_failed(self, key: Hashable, now: float, delay: float) -> float:
+        """A login failed in session `key` at `now`: how long to hold its ``-ERR``.
+
+        `delay` is the session's own failure delay (`LoginFailed.delay`); the
+        answer is that delay doubled for each earlier failure from the same
+        address (`ConnectionLimits`), never less than `delay`. `now` is any
+        monotonic clock.
+        """
+        entry = self._entries.get(key)
+        if entry is None:
+            return delay
+        limits = self.limits
+        record = self._failures.pop(entry.group, None)
+        if record is None or now - record[1] > limits.penalty_memory:
+            record = [0.0, now]
+        record[0] += 1
+        record[1] = now
+        self._failures[entry.group] = record  # now the most recent
+        # Forget addresses that have been quiet for a while, oldest first, so
+        # that an attacker with many addresses cannot grow this without bound.
+        while len(self._failures) > _MAX_REMEMBERED:
+            del self._failures[next(iter(self._failures))]
+        doublings = min(int(record[0]) - 1, 32)
+        return max(delay, min(delay * 2.0**doublings, limits.max_login_penalty))
 
     def release(self, key: Hashable) -> None:
         """The session ended (or was closed to make room). Idempotent."""
