@@ -20,6 +20,7 @@ from . import (
     Dele,
     Event,
     List,
+    LoginFailed,
     MaildropRequest,
     MessageInfo,
     MessageRequest,
@@ -64,6 +65,9 @@ def run() -> list[str]:
             transcript.append(f"   (server application: {event!r})")
             if type(event) is PasswordCheck:
                 server.password_checked(event.username == "alice" and event.password == "secret")
+            elif type(event) is LoginFailed:
+                # A real server logs it and waits event.delay seconds first.
+                server.failure_delay_elapsed()
             elif type(event) is MaildropRequest:
                 server.maildrop_opened(
                     MessageInfo(len(m), f"msg-{i}") for i, m in enumerate(MAILDROP)
