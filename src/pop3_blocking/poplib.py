@@ -25,6 +25,45 @@ What differs, on purpose:
 - A body line that is exactly CR "." LF is content, not the end of the body
   (poplib's line reading turns it into "."); a failed greeting or TLS
   handshake closes the socket.
+- A hostile or broken server cannot hold the caller, fill its memory or put
+  it out of step (poplib lets it do all three):
+
+  - On a socket with a timeout, a reply that has begun to arrive must bring
+    `_LOW_SPEED_LIMIT` octets per `_LOW_SPEED_TIME` seconds (default 1 KiB a
+    minute), or `pop3core.ReplyTimeout`, a `TimeoutError`, is raised: the
+    timeout alone is per read, and a server sending an octet just inside it
+    would never be cut off.
+  - A multi-line reply that would take more than `_MAXRESPONSE` octets of
+    memory as poplib returns it (default 256 MiB: the octets, plus 48 per
+    line for its bytes object), or a RETR body of more than
+    `pop3core.body_limit` of the size its ``+OK`` announces, raises
+    ``error_proto("-ERR response too long")`` and closes the connection.
+  - Before each command (SASL responses included) and before the STLS
+    handshake, bytes the server sent while no reply was owed (a stray line,
+    the rest of a body whose lone "." line the server did not stuff) close
+    the connection and raise ``error_proto("-ERR unexpected data from server:
+    ...")``; a connection the server closed raises ``error_proto("-ERR EOF")``
+    the same way, without sending the command. poplib takes them for the
+    next reply (or drops them, at STLS). A "line too long" error, which
+    leaves the rest of its reply unread, turns the check off for the session:
+    that rest is read as the next replies, as in poplib (test_poplib relies
+    on it).
+  - A message (RETR, TOP) cut off by EOF raises ``error_proto("-ERR EOF")``,
+    also where poplib's stripping of the last, unterminated line makes it "."
+    (``..``, ``.x``, "." CR or CR ".." at EOF) and returns the message as
+    whole. Listings keep poplib's reading: their lines never start with ".",
+    so such a line can only be a terminator that lost its line end.
+  - `capa` raises its ``error_proto("-ERR CAPA not supported by server")``
+    for a capability line that is blank or not ASCII (poplib lets
+    `IndexError` or `UnicodeDecodeError` out).
+
+  These hold where `file` reads `sock` through the raw reader of
+  ``sock.makefile("rb")`` (the constructor's, `stls`'s, or one an
+  application made itself, from its first command on); for that, that
+  reader's class becomes a `socket.SocketIO` subclass, and `file` stays the
+  `io.BufferedReader` poplib code expects. The check for unowed bytes also
+  needs `file` to be that reader itself. Files and sockets that tests fake
+  get poplib's behaviour, but for the size bound.
 - Additions only: `POP3.auth` (SASL, with smtplib's and CPython PR 142613's
   calling conventions) and the context-manager protocol, which sends QUIT (and
   so commits deletions) only when the block finishes without an exception.
@@ -43,6 +82,7 @@ import re
 import select
 import socket
 import sys
+import time
 import warnings
 from binascii import b2a_base64
 from collections.abc import Callable
@@ -50,6 +90,8 @@ from types import TracebackType
 from typing import Any
 
 import pop3core
+
+from ._sockets import read_if_ready
 
 try:
     import ssl
@@ -80,10 +122,35 @@ CRLF = CR + LF
 # Odoo, Frappe) and expect the new bound to apply.
 _MAXLINE = 2048
 
+# The low-speed guard, read at every command (as curl's --speed-limit and
+# --speed-time): once a reply has begun to arrive on a socket that has a
+# timeout, fewer than _LOW_SPEED_LIMIT octets in the last _LOW_SPEED_TIME
+# seconds fail it with a TimeoutError. A per-read timeout alone lets a server
+# that sends an octet just inside it hold the caller forever. The default,
+# pop3core's, is slower than any real link and tolerates the stalls the usual
+# read timeouts tolerate. 0 in either turns the guard off.
+_LOW_SPEED_LIMIT: int = pop3core.DEFAULT_LOW_SPEED[0]
+_LOW_SPEED_TIME: float = pop3core.DEFAULT_LOW_SPEED[1]
+
+# The most memory a multi-line reply may take when its size was not announced,
+# counted as its octets (as poplib counts them) plus _LINE_COST per line (a
+# bytes object and its list slot): a reply is returned in memory, and a server
+# that never sends the terminator, or sends endless short lines, would fill
+# it. Read at every reply. A RETR whose +OK announces "<n> octets" is bounded
+# by pop3core.body_limit(n) octets instead. 256 MiB holds a UIDL listing of a
+# million messages with 70-character ids (about 130 MiB counted so) and the
+# messages most mail systems accept; a bigger message from a server that does
+# not announce sizes needs it raised.
+_MAXRESPONSE: int = 256 * 1024 * 1024
+_LINE_COST = 48
+
 # Up to this many octets of a body are peeked at once in the kernel's receive
 # queue, past the socket file's small buffer (see POP3._read_body).
 _KERNEL_PEEK = 1024 * 1024
 _poll = getattr(select, "poll", None)  # not on Windows: there the file's buffer is used
+
+# The commands whose multi-line reply is a message, where lines may start with ".".
+_MESSAGE_COMMANDS = (b"RETR", b"TOP")
 
 _DEFAULT_TIMEOUT: Any = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
 
@@ -108,6 +175,12 @@ class POP3:
     # first "<" after "+OK" and one more character to the last ">".
     timestamp = re.compile(rb"\+OK.[^<]*(<.*>)")
 
+    # Class defaults, so that instances made without __init__ (as tests and
+    # subclasses do) read as poplib's.
+    _out_of_step = False  # a reply was abandoned part-read: what follows is its rest
+    _command = b""  # the keyword of the last command sent, upper case
+    _line_ended = True  # the last line the default _getline read ended with LF
+
     def __init__(self, host: str, port: int = POP3_PORT, timeout: Any = _DEFAULT_TIMEOUT) -> None:
         self.host = host
         self.port = port
@@ -117,7 +190,9 @@ class POP3:
         self.file = self.sock.makefile("rb")
         self._debugging = 0
         try:
+            self._start_reply()
             self.welcome = self._getresp()
+            self._end_reply()
         except BaseException:
             self.close()  # poplib leaves the socket to the garbage collector
             raise
@@ -136,8 +211,11 @@ class POP3:
         # (after the audit event, with poplib's TypeError).
         if isinstance(line, (bytes, bytearray)) and (b"\r" in line or b"\n" in line):
             raise ValueError("a POP3 command must not contain CR or LF")
+        self._refuse_unowed_data()
         sys.audit("poplib.putline", self, line)
         self.sock.sendall(line + CRLF)
+        self._command = line.split(b" ", 1)[0].upper()
+        self._start_reply()
 
     def _putcmd(self, line: str) -> None:
         if self._debugging:
@@ -148,11 +226,13 @@ class POP3:
         """One line without its end, and the octets it took on the wire."""
         line: bytes = self.file.readline(_MAXLINE + 1)
         if len(line) > _MAXLINE:
+            self._out_of_step = True
             raise error_proto("line too long")
         if self._debugging > 1:
             print("*get*", repr(line))
         if not line:
             raise error_proto("-ERR EOF")
+        self._line_ended = line[-1:] == LF
         return _strip(line), len(line)
 
     def _getresp(self) -> bytes:
@@ -165,6 +245,7 @@ class POP3:
 
     def _getlongresp(self) -> LongResponse:
         resp = self._getresp()
+        limit, line_cost = self._reply_limit(resp)
         # The block reader replaces poplib's _getline loop over a plain
         # BufferedReader: code that hooks into that loop gets the loop.
         if (
@@ -172,21 +253,61 @@ class POP3:
             or getattr(self._getline, "__func__", None) is not _POP3_GETLINE
             or type(self.file) is not io.BufferedReader
         ):
-            return (resp, *self._read_lines_one_by_one())
-        return (resp, *self._read_body())
+            lines, octets = self._read_lines_one_by_one(limit, line_cost)
+        else:
+            lines, octets = self._read_body(limit, line_cost)
+        self._end_reply()
+        return resp, lines, octets
 
-    def _read_lines_one_by_one(self) -> tuple[Lines, int]:
+    def _reply_limit(self, resp: bytes) -> tuple[int, int]:
+        """The bound of the multi-line reply that `resp` opens: (limit, cost per line).
+
+        A reply may bring octets plus cost times its lines up to the limit.
+        """
+        if self._command == b"RETR":
+            text = resp[3:] if resp[:3].upper() == b"+OK" else resp[1:]
+            announced = pop3core.size_hint(text.lstrip(b" "))
+            if announced is not None:
+                return pop3core.body_limit(announced), 0
+        return _MAXRESPONSE, _LINE_COST
+
+    def _strict_eof(self) -> bool:
+        """Whether a message body cut off by EOF must fail where poplib sees a terminator.
+
+        Only message lines may start with "." (stuffed): in a listing, a last
+        line that poplib's stripping turns into "." can only be a terminator
+        that lost its line end, so nothing is lost there and poplib's reading
+        is kept. Fakes keep it too.
+        """
+        return self._command in _MESSAGE_COMMANDS and _guarded(self.file) is not None
+
+    def _read_lines_one_by_one(self, limit: int, line_cost: int) -> tuple[Lines, int]:
+        # Only the default _getline says whether a line ended with LF: a
+        # replacement that does not call it keeps poplib's EOF handling.
+        strict = self._strict_eof()
         lines: list[bytes] = []
         octets = 0
+        self._line_ended = True
         line, size = self._getline()
         while line != b".":
             line, size = _unstuff(line, size)
             octets += size
+            if octets + line_cost * len(lines) > limit:
+                self._refuse_long_reply()
             lines.append(line)
             line, size = self._getline()
+        if strict and not self._line_ended:
+            # ".\r", ".." or ".x" cut off by EOF, which poplib's stripping turns into "."
+            raise error_proto("-ERR EOF")
         return lines, octets
 
-    def _read_body(self) -> tuple[Lines, int]:
+    def _refuse_long_reply(self) -> None:
+        """Give up a reply past its bound: its rest cannot be skipped, so the session ends."""
+        if _guarded(self.file) is not None:
+            self.close()
+        raise error_proto("-ERR response too long")
+
+    def _read_body(self, limit: int, line_cost: int) -> tuple[Lines, int]:
         """poplib's `_getline` loop over a multi-line body, a buffer at a time.
 
         Each buffer of `file` is peeked, its whole lines are decoded, and only
@@ -200,9 +321,15 @@ class POP3:
         socket, what the kernel already holds is peeked instead (up to
         `_KERNEL_PEEK` octets, with ``MSG_PEEK``) and consumed through
         ``file.raw``: far fewer calls. Waiting for data is left to `file`.
+
+        More than `limit` (octets, plus `line_cost` per line) raises
+        `error_proto`. With `_strict_eof`, a
+        body cut off by EOF raises "-ERR EOF" even where poplib's stripping
+        would see a terminator.
         """
         maxline = _MAXLINE  # >= 2, or poplib's status line was refused
         file = self.file
+        strict = self._strict_eof()
         # No `sock` is fine: poplib reads bodies from `file` alone.
         poller = _kernel_poller(getattr(self, "sock", None), file)
         decoder = pop3core.BodyDecoder(strict=False)
@@ -223,7 +350,7 @@ class POP3:
             if not block:
                 # EOF: poplib's last readline gets the unfinished line, which
                 # its stripping may turn into the terminator (".\r", "..").
-                if _strip(b"".join(carry)) == b".":
+                if not strict and _strip(b"".join(carry)) == b".":
                     return lines, octets
                 raise error_proto("-ERR EOF")
             if sink is None or len(sink) < len(block):
@@ -247,20 +374,24 @@ class POP3:
                 more, size = _poplib_lines(piece)
                 lines += more
                 octets += size
+                if octets + line_cost * len(lines) > limit:
+                    self._refuse_long_reply()
                 if finished:
                     _consume(readinto, sink, end - carried)
                     return lines, octets
             if long_at >= 0:
                 if long_at < carried:  # the carried line is the long one
-                    line, size = self._getline_rest(b"".join(carry), maxline)
+                    line, size = self._getline_rest(b"".join(carry), maxline, strict)
                 else:
                     _consume(readinto, sink, long_at - carried)
-                    line, size = self._getline_rest(b"", maxline)
+                    line, size = self._getline_rest(b"", maxline, strict)
                 if line == b".":
                     return lines, octets
                 line, size = _unstuff(line, size)
                 lines.append(line)
                 octets += size
+                if octets + line_cost * len(lines) > limit:
+                    self._refuse_long_reply()
                 carry = []
                 carried = 0
                 buffered = True  # readline may have buffered what follows
@@ -274,23 +405,103 @@ class POP3:
             _consume(readinto, sink, len(block))
             buffered = False  # file.peek returned all it held, and that is consumed
 
-    def _getline_rest(self, start: bytes, maxline: int) -> tuple[bytes, int]:
+    def _getline_rest(self, start: bytes, maxline: int, strict: bool) -> tuple[bytes, int]:
         """poplib's `_getline` for a line whose first octets, `start`, were consumed.
 
-        The line is never empty: its first octets were peeked.
+        The line is never empty: its first octets were peeked. With `strict`, a
+        line cut off by EOF raises "-ERR EOF" (poplib would return it stripped).
         """
         line = start + self.file.readline(maxline + 1 - len(start))
         if len(line) > maxline:
+            self._out_of_step = True
             raise error_proto("line too long")
+        if strict and line[-1:] != LF:
+            raise error_proto("-ERR EOF")
         return _strip(line), len(line)
 
     def _shortcmd(self, line: str) -> bytes:
         self._putcmd(line)
-        return self._getresp()
+        try:
+            return self._getresp()
+        finally:
+            self._end_reply()
 
     def _longcmd(self, line: str) -> LongResponse:
         self._putcmd(line)
         return self._getlongresp()
+
+    # -- the session's pace and step -------------------------------------------
+
+    def _guard(self) -> _GuardedSocketIO | None:
+        """The raw reader of `file` as a `_GuardedSocketIO`, if it is ``sock.makefile("rb")``'s.
+
+        None for anything else (fakes, wrapped files), which keep poplib's ways.
+        """
+        file = getattr(self, "file", None)  # poplib code may build instances bit by bit
+        raw = getattr(file, "raw", None)
+        if type(raw) is _GuardedSocketIO:
+            return raw
+        # A file that an application or subclass made with sock.makefile("rb")
+        # (getmail6 does) is guarded from its first command on.
+        if (
+            type(file) is io.BufferedReader
+            and type(raw) is socket.SocketIO
+            and getattr(raw, "_sock", None) is getattr(self, "sock", None)
+        ):
+            raw.__class__ = _GuardedSocketIO
+            return raw  # type: ignore[return-value]
+        return None
+
+    def _start_reply(self) -> None:
+        """A reply is owed from now: time it with the low-speed guard of the moment."""
+        raw = self._guard()
+        if raw is None:
+            return
+        low_speed = (_LOW_SPEED_LIMIT, _LOW_SPEED_TIME)
+        if low_speed[0] <= 0 or low_speed[1] <= 0:
+            raw.timer = None
+            return
+        timer = raw.timer
+        if timer is None or timer.low_speed != low_speed:
+            timer = raw.timer = pop3core.ReplyTimer(low_speed)
+        timer.start(time.monotonic())
+
+    def _end_reply(self) -> None:
+        """The reply was read: whatever is read next is timed from its own first octet."""
+        raw = _guarded(getattr(self, "file", None))
+        if raw is not None and raw.timer is not None:
+            raw.timer.stop()
+
+    def _refuse_unowed_data(self) -> None:
+        """Before a command: bytes the server sent while no reply was owed end the session.
+
+        They would be read as the reply to the command about to be sent (a
+        stray ``+OK``, the rest of a body whose lone "." was not stuffed), so
+        the connection is closed and `error_proto` raised; EOF there raises
+        "-ERR EOF" the same way. Only on a guarded socket read through the
+        standard file, and never once a reply was abandoned part-read ("line
+        too long"): poplib reads its rest as the next replies.
+        """
+        file = getattr(self, "file", None)
+        if self._out_of_step or type(file) is not io.BufferedReader:
+            return
+        raw = self._guard()
+        if raw is None:
+            return
+        raw.probing = True
+        try:
+            stray: bytes | None = file.peek()  # what the file holds, without reading
+        finally:
+            raw.probing = False
+        if not stray:
+            # The file's buffer is empty, so these bytes come next in order.
+            stray = read_if_ready(raw._sock, 256)
+            if stray is None:
+                return
+        self.close()
+        if not stray:
+            raise error_proto("-ERR EOF")
+        raise error_proto(f"-ERR unexpected data from server: {stray[:64]!r}")
 
     # -- the commands --------------------------------------------------------
     # Formatted with "%", as poplib's: "DELE %s" % (1,) sends "DELE 1", and an
@@ -393,14 +604,21 @@ class POP3:
         """The capabilities, ``{tag: [arguments]}`` with the server's spelling of each tag."""
 
         def split(line: bytes) -> tuple[str, Words]:
-            words = line.decode("ascii").split()
+            # poplib lets UnicodeDecodeError and IndexError out: server bytes
+            # must only ever cause error_proto.
+            try:
+                words = line.decode("ascii").split()
+            except UnicodeDecodeError:
+                words = []
+            if not words:
+                raise error_proto("-ERR malformed CAPA line")
             return words[0], words[1:]
 
         try:
             _, lines, _ = self._longcmd("CAPA")
+            return dict(split(line) for line in lines)
         except error_proto:
             raise error_proto("-ERR CAPA not supported by server") from None
-        return dict(split(line) for line in lines)
 
     def stls(self, context: ssl.SSLContext | None = None) -> bytes:
         """Start TLS on this connection. The default context does not verify, as poplib's."""
@@ -414,6 +632,10 @@ class POP3:
             # Looked up at call time, as poplib does: applications patch it.
             context = ssl._create_stdlib_context()  # type: ignore[attr-defined]
         resp = self._shortcmd("STLS")
+        # Bytes between the STLS reply and the handshake would be dropped with
+        # the plain file (poplib), or be read as the first replies under TLS
+        # (response injection): the same rule as before a command.
+        self._refuse_unowed_data()
         self.sock = context.wrap_socket(self.sock, server_hostname=self.host)
         self.file = self.sock.makefile("rb")
         self._tls_established = True
@@ -456,6 +678,7 @@ class POP3:
                 print("*resp*", repr(line))
             challenge = pop3core.parse_sasl_continuation(line)
             if challenge is None:
+                self._end_reply()
                 if not line.startswith(b"+"):
                     raise error_proto(line)
                 return line
@@ -565,13 +788,68 @@ if HAVE_SSL:
                 raise error_proto("-ERR TLS session already established")
 
 
+class _GuardedSocketIO(socket.SocketIO):
+    """`socket.SocketIO` whose reads keep the low-speed guard of the reply being read.
+
+    Made only by swapping the class of the raw reader of a ``makefile("rb")``
+    file, which stays the `io.BufferedReader` poplib code expects. While
+    `timer` is set and the socket has a timeout, each read waits at most what
+    the guard allows and raises `pop3core.ReplyTimeout` (a `TimeoutError`) when
+    the reply is too slow; the socket's own timeout still applies per read.
+    While `probing`, reads return None (no data yet) without touching the
+    socket, so that ``peek`` shows only what the file holds.
+    """
+
+    _sock: socket.socket
+    _timeout_occurred: bool
+    timer: pop3core.ReplyTimer | None = None
+    probing = False
+
+    def readinto(self, b: Any) -> int | None:
+        if self.probing:
+            return None
+        timer = self.timer
+        sock = self._sock
+        timeout = sock.gettimeout()
+        if timer is None or timeout is None:
+            return super().readinto(b)
+        while True:
+            try:
+                limit = timer.wait_limit(time.monotonic())
+            except pop3core.ReplyTimeout:
+                # As after a socket timeout: the rest of the reply is lost.
+                self._timeout_occurred = True
+                raise
+            if limit is None or limit >= timeout:
+                got = super().readinto(b)
+                break
+            sock.settimeout(max(limit, 0.001))  # 0 would make the socket non-blocking
+            try:
+                got = super().readinto(b)
+                break
+            except TimeoutError:
+                # The guard's wait ran out, not the caller's: wait_limit decides.
+                self._timeout_occurred = False
+            finally:
+                sock.settimeout(timeout)
+        if got:
+            timer.received(got, time.monotonic())
+        return got
+
+
+def _guarded(file: Any) -> _GuardedSocketIO | None:
+    """The guarded raw reader under `file`, or None."""
+    raw = getattr(file, "raw", None)
+    return raw if type(raw) is _GuardedSocketIO else None
+
+
 def _kernel_poller(sock: Any, file: Any) -> Any:
     """A poll object for the plain socket `file` reads (its queue can be peeked), or None."""
     raw = file.raw
     if (
         _poll is None
         or type(sock) is not socket.socket
-        or type(raw) is not socket.SocketIO
+        or (type(raw) is not socket.SocketIO and type(raw) is not _GuardedSocketIO)
         or raw.fileno() != sock.fileno()
     ):
         return None
