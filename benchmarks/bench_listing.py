@@ -1,8 +1,9 @@
 """LIST and UIDL replies with many entries, decoded into typed results.
 
 Groups ``list-<entries>`` and ``uidl-<entries>``. pop3core: a client `Connection`
-that sent LIST (or UIDL) gets the reply in 64 KiB chunks, its Data events are
-joined, and `parse_list` (or `parse_uidl`) builds the ``dict``. The baseline is
+that sent LIST (or UIDL) gets the reply in 64 KiB chunks, and its Data events
+are fed as they come to a `ListParser` (or `UidlParser`), which builds the
+compact mapping `Client.list()` returns. The baseline is
 stdlib poplib's readline loop (``_getlongresp``) followed by what a poplib caller
 writes: split each line and convert the fields.
 """
@@ -10,27 +11,26 @@ writes: split each line and convert the fields.
 from __future__ import annotations
 
 import poplib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pytest
 
 from _harness import Listing, Measure, SetupResult
 from _sessions import client_awaiting, poplib_longresp, poplib_reading
-from pop3core import NEED_DATA, Command, Connection, Data, List, Uidl, parse_list, parse_uidl
+from pop3core import NEED_DATA, Command, Connection, Data, List, ListParser, Uidl, UidlParser
 
-Parsed = dict[int, int] | dict[int, str]
+Parsed = Mapping[int, int] | Mapping[int, str]
 
 
 def client_listing(
-    chunks: list[bytes], client: Connection, parse: Callable[[bytes], Parsed]
+    chunks: list[bytes], client: Connection, parser: ListParser | UidlParser
 ) -> Parsed:
-    parts = []
     for chunk in chunks:
         client.receive_data(chunk)
         while (event := client.next_event()) is not NEED_DATA:
             if type(event) is Data:
-                parts.append(event.data)
-    return parse(b"".join(parts))
+                parser.feed(event.data)
+    return parser.finish()
 
 
 def poplib_list(pop: poplib.POP3) -> dict[int, int]:
@@ -53,14 +53,14 @@ def _case(kind: str, listing: Listing) -> tuple[bytes, list[bytes], Parsed]:
 def test_listing_pop3core(kind: str, listing: Listing, measure: Measure) -> None:
     wire, chunks, expected = _case(kind, listing)
     command: Command = List() if kind == "list" else Uidl()
-    parse: Callable[[bytes], Parsed] = parse_list if kind == "list" else parse_uidl
-    assert client_listing(chunks, client_awaiting(command), parse) == expected
+    parser = ListParser if kind == "list" else UidlParser
+    assert client_listing(chunks, client_awaiting(command), parser()) == expected
 
     def setup() -> SetupResult:
-        return (client_awaiting(command),), {}
+        return (client_awaiting(command), parser()), {}
 
-    def run(client: Connection) -> Parsed:
-        return client_listing(chunks, client, parse)
+    def run(client: Connection, fresh: ListParser | UidlParser) -> Parsed:
+        return client_listing(chunks, client, fresh)
 
     group = f"{kind}-{listing.entries}"
     result = measure(group, "pop3core", len(wire), run, setup=setup, items=listing.entries)

@@ -83,7 +83,10 @@ def client_reads(client: Connection, wire: bytes, split: Split) -> list[Event]:
         events: list[Event] = []
         while (event := client.next_event()) not in (NEED_DATA, PAUSED):
             events.append(event)
-            if type(event) is ConnectionClosed or client.exchange is Exchange.IDLE:
+            if type(event) is ConnectionClosed or client.exchange in (
+                Exchange.IDLE,
+                Exchange.SASL,
+            ):
                 break
         assert client.trailing_data == (TRAILING, False)
         return merge_data(events)

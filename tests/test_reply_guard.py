@@ -169,7 +169,7 @@ def events_until_error(
     try:
         for piece in pieces:
             client.receive_data(piece)
-            while (event := client.next_event()) is not p.NEED_DATA:
+            while (event := client.next_event()) not in (p.NEED_DATA, p.PAUSED):
                 events.append(event)
     except p.RemoteProtocolError as error:
         assert client.state is p.State.ERROR
@@ -230,6 +230,28 @@ def test_a_body_within_the_allowance_is_fine(split: Split) -> None:
     body = b"\r\n" * 500
     events = feed(client, b"+OK 500 octets\r\n" + body + b".\r\n", split)
     assert events == [p.OkResponse(b"500 octets"), p.Data(body), p.EndOfMultiline()]
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_a_line_after_a_sasl_challenge_is_not_the_answer_to_our_response(split: Split) -> None:
+    # A stray "+OK" after a challenge would log us in without any check.
+    client = p.Connection(p.CLIENT)
+    feed(client, b"+OK ready\r\n")
+    client.send(p.Auth("CRAM-MD5"))
+    events, error = events_until_error(client, b"+ PDE+\r\n+OK welcome\r\n", split)
+    assert events == [p.AuthChallenge(b"<1>")]
+    assert "no reply was owed" in str(error)
+
+
+def test_sending_a_sasl_response_with_stray_bytes_buffered_raises() -> None:
+    client = p.Connection(p.CLIENT)
+    feed(client, b"+OK ready\r\n")
+    client.send(p.Auth("CRAM-MD5"))
+    client.receive_data(b"+ PDE+\r\n+OK welcome\r\n")
+    assert client.next_event() == p.AuthChallenge(b"<1>")
+    with pytest.raises(p.RemoteProtocolError, match="no reply was owed"):
+        client.send(p.AuthResponse(b"user digest"))
+    assert client.state is p.State.ERROR
 
 
 def test_without_an_announced_size_the_engine_does_not_bound_the_body() -> None:

@@ -12,7 +12,7 @@
 All protocol logic lives in `pop3core`; this package only moves bytes.
 """
 
-from ._client import Client
+from ._client import MAX_MESSAGE_SIZE, Client, SizeLimitExceeded
 from ._server import MINIMUM_AUTOLOGOUT, Server
 from ._storage import Authenticator, Maildrop, MaildropError, MaildropLocked, MailStore
 from ._stores import (
@@ -26,6 +26,7 @@ from ._stores import (
 from .poplib import POP3, POP3_PORT, POP3_SSL, POP3_SSL_PORT, error_proto
 
 __all__ = [
+    "MAX_MESSAGE_SIZE",
     "MINIMUM_AUTOLOGOUT",
     "POP3",
     "POP3_PORT",
@@ -44,5 +45,6 @@ __all__ = [
     "MemoryStore",
     "PasswdFileAuthenticator",
     "Server",
+    "SizeLimitExceeded",
     "error_proto",
 ]

@@ -7,11 +7,13 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from time import monotonic
 from types import TracebackType
 from typing import BinaryIO, Literal, overload
 
 from pop3core import (
     CLIENT,
+    DEFAULT_LOW_SPEED,
     NEED_DATA,
     PAUSED,
     Apop,
@@ -22,21 +24,26 @@ from pop3core import (
     ClientMechanism,
     Command,
     Connection,
+    ConnectionClosed,
     Data,
     Dele,
     EndOfMultiline,
     ErrResponse,
     Event,
+    Exchange,
     Greeting,
     Lang,
     List,
+    ListParser,
     LocalProtocolError,
     MaildropStat,
+    MessageSizes,
     Noop,
     OkResponse,
     Pass,
     Quit,
     RemoteProtocolError,
+    ReplyTimer,
     ResponseError,
     Retr,
     Rset,
@@ -45,23 +52,34 @@ from pop3core import (
     TLSNotOffered,
     Top,
     Uidl,
+    UidlParser,
+    UniqueIds,
     User,
     Utf8,
     apop_digest,
+    body_limit,
     choose_login_method,
     client_mechanism,
     describe,
     error_for,
     parse_capa,
     parse_lang_listing,
-    parse_list,
     parse_list_line,
     parse_stat,
-    parse_uidl,
     parse_uidl_line,
+    size_hint,
 )
 
-__all__ = ["MAX_LISTING_SIZE", "MAX_PIPELINE_OCTETS", "Client", "TLSMode"]
+from ._sockets import read_if_ready
+
+__all__ = [
+    "MAX_LISTING_SIZE",
+    "MAX_MESSAGE_SIZE",
+    "MAX_PIPELINE_OCTETS",
+    "Client",
+    "SizeLimitExceeded",
+    "TLSMode",
+]
 
 TLSMode = Literal["implicit", "starttls", "none"]
 LogFunction = Callable[[str], None]
@@ -74,12 +92,39 @@ POP3S_PORT = 995
 # ids make a UIDL listing of about 80 MB.
 MAX_LISTING_SIZE = 128 * 1024 * 1024
 
+# A message body has no length on the wire. When neither the RETR reply nor a
+# LIST says how long it is, and the caller set no max_size, this bounds it, so
+# that a server that never ends one cannot take all our memory or our time.
+MAX_MESSAGE_SIZE = 1024 * 1024 * 1024
+
+# Above any limit a body can reach.
+_UNBOUNDED = 1 << 62
+_NEVER = float("inf")
+
 # Pipelined commands are written without reading, while the server may be
 # blocked writing replies we have not read yet: the commands in flight must fit
 # in the socket buffers (Linux gives a send buffer 16 KiB to start with), or
 # both sides wait on each other. So they are bounded in octets as well as in
 # number; 8 KiB is still some 600 RETR commands.
 MAX_PIPELINE_OCTETS = 8 * 1024
+
+
+class SizeLimitExceeded(Exception):
+    """A message body grew past the caller's ``max_size`` or the client's
+    ``max_message_size``; the connection was closed (without QUIT).
+
+    Not a protocol error: the message may be legitimately that large.
+    """
+
+    def __init__(self, which: int, limit: int) -> None:
+        super().__init__(f"message {which} is longer than {limit} octets")
+        self.which = which
+        self.limit = limit
+
+
+def _check_max_size(max_size: int | None) -> None:
+    if max_size is not None and max_size < 0:
+        raise ValueError("max_size must not be negative")
 
 
 def _ends_reply(command: Command, event: Event) -> bool:
@@ -147,6 +192,17 @@ class Client:
     ``connect_timeout`` bounds connecting and the TLS handshake; ``timeout``
     bounds every later read and write (`TimeoutError`).
 
+    A read timeout cannot stop a server that sends one octet just inside it,
+    so each reply is also timed from when it is owed (the greeting, each
+    command's reply, each reply of a pipelined batch) until it has arrived:
+    ``low_speed=(octets, seconds)`` fails a reply that, once begun, brings
+    fewer than ``octets`` in the last ``seconds`` (`DEFAULT_LOW_SPEED`, 1 KiB
+    a minute: slower than any real link; a server that thinks before it
+    answers is left to ``timeout``); ``deadline``, in seconds, bounds the whole
+    of each reply (off by default: a large message takes as long as it takes).
+    Either raises `pop3core.ReplyTimeout` (a `TimeoutError`); None turns it off.
+    Any timeout closes the connection: the session is out of step.
+
     Use it as a context manager: leaving the block normally sends QUIT, which
     commits deletions; leaving it by an exception closes the connection
     without QUIT, so nothing is deleted. Replies of ``-ERR`` raise
@@ -164,12 +220,31 @@ class Client:
     the iterator early, or dropping it, leaves the rest of its replies unread;
     the next command reads and discards them first.
 
+    A message body is bounded too. The server's own size, from the RETR
+    reply (``+OK 320 octets``) or else from a LIST of this session (kept for
+    the session: message numbers do not change), bounds RETR and TOP replies:
+    a body far past it (`pop3core.body_limit`) is a
+    `pop3core.RemoteProtocolError`. ``max_size`` on `retr`, `top`, their
+    iterators and the bulk fetches bounds each message for the caller: a
+    longer one raises `SizeLimitExceeded`. When neither is known,
+    ``max_message_size`` (`MAX_MESSAGE_SIZE`, 1 GiB) applies the same way.
+    Either closes the connection without QUIT.
+
+    Before each command sent while no reply is owed, what the server sent
+    unasked is looked for (one poll): a line nobody asked for, or the rest of
+    a body the server ended early (an unstuffed ``.`` line), would be taken as
+    the reply to that command. It raises `pop3core.RemoteProtocolError`
+    instead, and so does a server that has closed the connection (``"the
+    server closed the connection"``); the command is not sent.
+
     ``pipeline_window`` bounds the commands in flight when the server offers
     PIPELINING (their octets are bounded by `MAX_PIPELINE_OCTETS` too, so that
     they always fit in the socket buffers); ``read_size`` is the most read at
     once; ``max_listing_size`` bounds the octets of a LIST, UIDL or LANG
     listing (`MAX_LISTING_SIZE` by default): a longer one is a
-    `pop3core.RemoteProtocolError`.
+    `pop3core.RemoteProtocolError`. LIST and UIDL listings are parsed as they
+    arrive into compact read-only mappings (`pop3core.MessageSizes`,
+    `pop3core.UniqueIds`) that compare equal to the equivalent ``dict``.
 
     ``log``, if given, receives one line per protocol element (``"C: STAT"``,
     ``"S: +OK 2 320"``) with passwords, digests, SASL data and tokens hidden.
@@ -185,11 +260,14 @@ class Client:
         server_hostname: str | None = None,
         connect_timeout: float | None = 30.0,
         timeout: float | None = 60.0,
+        low_speed: tuple[int, float] | None = DEFAULT_LOW_SPEED,
+        deadline: float | None = None,
         source_address: tuple[str, int] | None = None,
         strict: bool = True,
         pipeline_window: int = 32,
         read_size: int = 256 * 1024,
         max_listing_size: int = MAX_LISTING_SIZE,
+        max_message_size: int = MAX_MESSAGE_SIZE,
         log: LogFunction | None = None,
     ) -> None:
         if tls not in ("implicit", "starttls", "none"):
@@ -200,6 +278,8 @@ class Client:
             raise ValueError("read_size must be at least 1")
         if max_listing_size < 1:
             raise ValueError("max_listing_size must be at least 1")
+        if max_message_size < 0:
+            raise ValueError("max_message_size must not be negative")
         self.host = host
         self.port = port if port is not None else POP3S_PORT if tls == "implicit" else POP3_PORT
         self.tls_mode: TLSMode = tls
@@ -207,6 +287,11 @@ class Client:
         self.timeout = timeout
         self.pipeline_window = pipeline_window
         self.max_listing_size = max_listing_size
+        self.max_message_size = max_message_size
+        self._timer = ReplyTimer(low_speed, deadline)  # validates them
+        self._owed = False  # a reply is owed, and timed by _timer
+        self._guarded = False  # the socket timeout is the guard's, not `timeout`
+        self._recheck_at = 0.0  # when the socket timeout must be set again (_arm)
         self._ssl_context = ssl_context
         self._read_size = read_size
         self._log = log
@@ -215,6 +300,9 @@ class Client:
         self._closed = False
         self._reading = False  # an open iterator is reading a reply
         self._guard = _Guard(self)
+        # Message sizes from LIST and LIST n in this session, to bound bodies.
+        self._sizes: MessageSizes | None = None
+        self._listed: dict[int, int] = {}
 
         sock = socket.create_connection(
             (host, self.port), timeout=connect_timeout, source_address=source_address
@@ -226,7 +314,9 @@ class Client:
                 sock = self._context().wrap_socket(sock, server_hostname=self.server_hostname)
             sock.settimeout(timeout)
             self._sock: socket.socket = sock
+            self._sock_timeout = timeout  # what the socket is set to, to set it only on change
             self._conn = Connection(CLIENT, strict=strict, tls_active=tls == "implicit")
+            self._owe_reply()
             greeting = self._next_event()
             if isinstance(greeting, ErrResponse):
                 raise error_for(greeting)
@@ -263,16 +353,91 @@ class Client:
             while True:
                 event = conn.next_event()
                 if event is NEED_DATA:
-                    conn.receive_data(self._sock.recv(self._read_size))
+                    self._receive()
                     continue
                 if event is PAUSED:
                     raise LocalProtocolError("the connection is paused (STLS or SASL in progress)")
                 if type(event) is not Data:
                     self._note("S:", event)
+                    if conn.exchange is not Exchange.DATA:
+                        self._replied()
                 return event
         except BaseException:
             self.close()
             raise
+
+    def _receive(self) -> None:
+        """Feed the engine one read, within ``timeout`` and the owed reply's guard.
+
+        Raises `ReplyTimeout` when the reply is too slow or too late, and
+        `TimeoutError` when the read alone timed out.
+        """
+        sock = self._sock
+        started = monotonic()
+        if started >= self._recheck_at:
+            self._arm(started, started)
+        while True:
+            try:
+                data = sock.recv(self._read_size)
+            except TimeoutError:
+                if not self._guarded:
+                    raise
+                # The guard's wait is over: it raises now, or waits what is left.
+                self._arm(monotonic(), started)
+                self._recheck_at = 0.0  # that wait was for this read only
+                continue
+            break
+        if self._owed:
+            self._timer.received(len(data), monotonic())
+        self._conn.receive_data(data)
+
+    def _arm(self, now: float, started: float) -> None:
+        """Set the socket timeout for a read begun at `started`: what is left of
+        ``timeout``, or less if the owed reply's guard ends sooner.
+
+        Raises `ReplyTimeout` if the guard's time is up, `TimeoutError` if the
+        read has waited ``timeout``.
+        """
+        wait = self.timeout
+        if wait is not None and now > started:
+            wait -= now - started
+            if wait <= 0:
+                raise TimeoutError("timed out")
+        limit = self._timer.wait_limit(now) if self._owed else None
+        self._guarded = limit is not None and (wait is None or limit < wait)
+        if self._guarded:
+            wait = limit
+        self._set_timeout(wait)
+        # Later reads keep this timeout until a sixteenth of it has passed, so
+        # that a fast reply costs no timer arithmetic and no syscall per read:
+        # the guard may then fire up to a sixteenth late.
+        if limit is None:
+            self._recheck_at = _NEVER if self._timer.low_speed is None else now
+        else:
+            assert wait is not None
+            self._recheck_at = now + wait / 16
+
+    def _owe_reply(self) -> None:
+        """A reply is owed from now: time it, unless one already is being timed."""
+        if not self._owed:
+            self._owed = True
+            self._timer.start(monotonic())
+            self._recheck_at = 0.0
+
+    def _replied(self) -> None:
+        """A reply is complete: time the next one owed, if any."""
+        if self._conn.exchange is Exchange.RESPONSE:  # a pipelined command's reply is next
+            self._timer.start(monotonic())
+        else:
+            self._owed = False
+            self._timer.stop()
+        self._recheck_at = 0.0
+
+    def _set_timeout(self, timeout: float | None) -> None:
+        if timeout != self._sock_timeout:
+            self._sock.settimeout(timeout)
+            self._sock_timeout = timeout
+            self._recheck_at = 0.0
 
     def _begin(self, what: str) -> None:
         """Get ready to send a command (`what`, for errors): nothing is sent if this raises.
@@ -288,6 +453,40 @@ class Client:
                 " (exhaust or close it first)"
             )
         self._drain()
+        self._check_unasked()
+
+    def _check_unasked(self) -> None:
+        """Raise `RemoteProtocolError` (and close) if the server sent anything while
+        no reply was owed, or closed the connection.
+
+        Such bytes would be taken as the reply to the next command. One poll.
+        """
+        conn = self._conn
+        try:
+            data = read_if_ready(self._sock, self._read_size)
+            if data is not None:
+                conn.receive_data(data)
+            event = conn.next_event()  # raises on bytes that arrived unasked
+        except BaseException:
+            self.close()
+            raise
+        if event is NEED_DATA or event is PAUSED:  # PAUSED: our SASL response is owed
+            return
+        self.close()
+        if type(event) is ConnectionClosed:
+            raise RemoteProtocolError("the server closed the connection")
+        raise RemoteProtocolError(f"unexpected {event!r} while no reply was owed")
+
+    def _check_ended(self, command: Command) -> None:
+        """After the last reply owed to a fetch: what the server sent after it ends the session.
+
+        A server that did not stuff a lone "." line (Dovecot, for a message whose
+        first line is ".") ends the body early and sends the rest when nothing is
+        owed; found now, the message is not returned as complete. (If the rest is
+        not here yet, the next command finds it.)
+        """
+        if type(command) in (Retr, Top) and not self._conn.pending_commands:
+            self._check_unasked()
 
     def _drain(self) -> None:
         """Read and discard the replies still owed for commands already sent."""
@@ -304,11 +503,13 @@ class Client:
         for event in events:
             self._note("C:", event)
         try:
+            self._set_timeout(self.timeout)  # not a reply guard's remainder
             self._sock.sendall(b"".join(lines))
         except BaseException:  # also KeyboardInterrupt: some of it may have gone out
             self._conn.send_failed()
             self.close()
             raise
+        self._owe_reply()
 
     def _lost(self, error: BaseException) -> bool:
         """Whether the session cannot go on after `error` escaped a command."""
@@ -349,19 +550,84 @@ class Client:
                 raise RemoteProtocolError(f"{command.keyword} reply longer than {limit} octets")
             parts.append(bytes(event.data))
 
-    def _stream(self, command: Command) -> Generator[bytes, None, None]:
+    def _listing(self, command: Command, parser: ListParser | UidlParser) -> None:
+        """Send `command` and feed its body, of at most `max_listing_size` octets, to `parser`.
+
+        A malformed line is reported once the body has ended (or the limit is
+        passed, which is reported first), as when the body was parsed whole.
+        """
+        self._reply(command)
+        limit = self.max_listing_size
+        size = 0
+        malformed: RemoteProtocolError | None = None
+        while True:
+            event = self._next_event()
+            if type(event) is EndOfMultiline:
+                if malformed is not None:
+                    raise malformed
+                return
+            assert isinstance(event, Data)
+            size += len(event.data)
+            if size > limit:
+                self.close()
+                raise RemoteProtocolError(f"{command.keyword} reply longer than {limit} octets")
+            if malformed is None:
+                try:
+                    parser.feed(bytes(event.data))
+                except RemoteProtocolError as exc:
+                    malformed = exc
+
+    def _listed_size(self, which: int) -> int | None:
+        """The size of message `which` that LIST gave in this session, if it did."""
+        size = self._listed.get(which)
+        if size is None and self._sizes is not None:
+            size = self._sizes.get(which)
+        return size
+
+    def _body_bound(
+        self, command: Retr | Top, ok: OkResponse, max_size: int | None
+    ) -> tuple[int, int]:
+        """The octets the body of the reply `ok` may bring, and how many of them the
+        server's own size allows (beyond that, the server is at fault)."""
+        allowed = _UNBOUNDED
+        known = type(command) is Retr and size_hint(ok.text) is not None  # the engine bounds it
+        if not known:
+            listed = self._listed_size(command.which)
+            if listed is not None:
+                allowed, known = body_limit(listed), True
+        if max_size is None and not known:
+            max_size = self.max_message_size
+        return (allowed if max_size is None else min(allowed, max_size)), allowed
+
+    def _too_long(self, command: Retr | Top, limit: int, allowed: int) -> BaseException:
+        """The error for a body longer than `limit` (see `_body_bound`); closes first."""
+        self.close()
+        if limit == allowed:
+            return RemoteProtocolError(
+                f"message {command.which} runs past the size LIST gave (over {limit} octets)"
+            )
+        return SizeLimitExceeded(command.which, limit)
+
+    def _stream(
+        self, command: Retr | Top, max_size: int | None = None
+    ) -> Generator[bytes, None, None]:
         """Send `command` and yield the chunks of its body as they arrive.
 
         Closed early, it leaves the rest unread for the next command to discard.
         """
         with self._guard:
-            self._reply(command)
+            limit, allowed = self._body_bound(command, self._reply(command), max_size)
+            received = 0
             with _Reading(self):
                 while True:
                     event = self._next_event()
                     if type(event) is EndOfMultiline:
+                        self._check_ended(command)
                         return
                     assert isinstance(event, Data)
+                    received += len(event.data)
+                    if received > limit:
+                        raise self._too_long(command, limit, allowed)
                     yield bytes(event.data)
 
     # ----------------------------------------------------------- session
@@ -409,7 +675,7 @@ class Client:
             if self._conn.next_event() is not PAUSED:
                 raise AssertionError("the connection did not pause after STLS")
         if connect_timeout is not None:
-            self._sock.settimeout(connect_timeout)
+            self._set_timeout(connect_timeout)
         try:
             self._sock = self._context().wrap_socket(
                 self._sock, server_hostname=self.server_hostname
@@ -419,6 +685,8 @@ class Client:
             self.close()
             raise
         self._sock.settimeout(self.timeout)
+        self._sock_timeout = self.timeout
+        self._recheck_at = 0.0
         self._capabilities, self._capa_known = None, False  # RFC 2595: forget them
 
     def login(
@@ -502,6 +770,7 @@ class Client:
                 self.close()
                 raise
             if answer is not None:
+                self._check_unasked()  # a line now would be taken as the answer to ours
                 self._send(answer)
         if isinstance(exchange.reply, ErrResponse):
             refused = error_for(exchange.reply, command)
@@ -530,53 +799,84 @@ class Client:
             return parse_stat(self._reply(Stat()).text)
 
     @overload
-    def list(self) -> dict[int, int]: ...
+    def list(self) -> MessageSizes: ...
     @overload
     def list(self, which: int) -> int: ...
 
-    def list(self, which: int | None = None) -> dict[int, int] | int:
-        """``{number: size}`` for every message, or the size of message `which`."""
+    def list(self, which: int | None = None) -> MessageSizes | int:
+        """``{number: size}`` for every message, or the size of message `which`.
+
+        The listing is a read-only mapping that compares equal to the ``dict``,
+        in the server's order. The sizes bound later RETR and TOP replies.
+        """
         with self._guard:
             if which is not None:
-                return parse_list_line(self._reply(List(which)).text).size
-            return parse_list(self._multiline(List()))
+                size = parse_list_line(self._reply(List(which)).text).size
+                self._listed[which] = size
+                return size
+            parser = ListParser()
+            self._listing(List(), parser)
+            self._sizes = sizes = parser.finish()
+            return sizes
 
     @overload
-    def uidl(self) -> dict[int, str]: ...
+    def uidl(self) -> UniqueIds: ...
     @overload
     def uidl(self, which: int) -> str: ...
 
-    def uidl(self, which: int | None = None) -> dict[int, str] | str:
-        """``{number: unique id}`` for every message, or the unique id of `which`."""
+    def uidl(self, which: int | None = None) -> UniqueIds | str:
+        """``{number: unique id}`` for every message, or the unique id of `which`.
+
+        The listing is a read-only mapping that compares equal to the ``dict``,
+        in the server's order.
+        """
         with self._guard:
             if which is not None:
                 return parse_uidl_line(self._reply(Uidl(which)).text).uid
-            return parse_uidl(self._multiline(Uidl()))
+            parser = UidlParser()
+            self._listing(Uidl(), parser)
+            return parser.finish()
 
     @overload
-    def retr(self, which: int) -> bytes: ...
+    def retr(self, which: int, *, max_size: int | None = None) -> bytes: ...
     @overload
-    def retr(self, which: int, file: BinaryIO) -> int: ...
+    def retr(self, which: int, file: BinaryIO, *, max_size: int | None = None) -> int: ...
 
-    def retr(self, which: int, file: BinaryIO | None = None) -> bytes | int:
+    def retr(
+        self, which: int, file: BinaryIO | None = None, *, max_size: int | None = None
+    ) -> bytes | int:
         """Message `which`: its bytes, or written to `file` (then the octet count).
 
         Writing to a file keeps memory bounded whatever the message size. If
-        ``file.write`` raises, the connection is closed (without QUIT).
+        ``file.write`` raises, the connection is closed (without QUIT). A
+        message longer than `max_size` octets raises `SizeLimitExceeded` (what
+        was read of it may already be in `file`).
         """
-        return self._fetch(Retr(which), file)
+        return self._fetch(Retr(which), file, max_size)
 
     @overload
-    def top(self, which: int, lines: int) -> bytes: ...
+    def top(self, which: int, lines: int, *, max_size: int | None = None) -> bytes: ...
     @overload
-    def top(self, which: int, lines: int, file: BinaryIO) -> int: ...
+    def top(
+        self, which: int, lines: int, file: BinaryIO, *, max_size: int | None = None
+    ) -> int: ...
 
-    def top(self, which: int, lines: int, file: BinaryIO | None = None) -> bytes | int:
-        """The headers of message `which` and its first `lines` body lines."""
-        return self._fetch(Top(which, lines), file)
+    def top(
+        self,
+        which: int,
+        lines: int,
+        file: BinaryIO | None = None,
+        *,
+        max_size: int | None = None,
+    ) -> bytes | int:
+        """The headers of message `which` and its first `lines` body lines; see `retr`."""
+        return self._fetch(Top(which, lines), file, max_size)
 
-    def _fetch(self, command: Command, file: BinaryIO | None) -> bytes | int:
-        with self._guard, contextlib.closing(self._stream(command)) as chunks:
+    def _fetch(
+        self, command: Retr | Top, file: BinaryIO | None, max_size: int | None
+    ) -> bytes | int:
+        _check_max_size(max_size)
+        with self._guard, contextlib.closing(self._stream(command, max_size)) as chunks:
             if file is None:
                 return b"".join(chunks)
             octets = 0
@@ -585,18 +885,21 @@ class Client:
                 octets += len(chunk)
             return octets
 
-    def iter_retr(self, which: int) -> Iterator[bytes]:
+    def iter_retr(self, which: int, *, max_size: int | None = None) -> Iterator[bytes]:
         """Message `which` as chunks, as they arrive; RETR is sent at the first ``next``.
 
         Until the iterator is exhausted or closed, other commands raise
         `pop3core.LocalProtocolError`. If the loop stops early, the rest of the
         message is not read then: the next command reads and discards it first.
+        `max_size` as in `retr`.
         """
-        return self._stream(Retr(which))
+        _check_max_size(max_size)
+        return self._stream(Retr(which), max_size)
 
-    def iter_top(self, which: int, lines: int) -> Iterator[bytes]:
+    def iter_top(self, which: int, lines: int, *, max_size: int | None = None) -> Iterator[bytes]:
         """`top` as chunks, as they arrive; see `iter_retr`."""
-        return self._stream(Top(which, lines))
+        _check_max_size(max_size)
+        return self._stream(Top(which, lines), max_size)
 
     def dele(self, which: int) -> None:
         """Mark message `which` deleted; it is removed when the session ends with QUIT."""
@@ -663,6 +966,8 @@ class Client:
                     if finished:
                         outstanding.popleft()  # before yielding: the caller may stop here
                         in_flight -= octets
+                        if not outstanding:
+                            self._check_ended(command)
                     yield command, event
                     if finished:
                         fill(window)
@@ -676,22 +981,36 @@ class Client:
         self._drain()
         return error_for(event, command)
 
-    def retr_many(self, numbers: Iterable[int]) -> Iterator[tuple[int, bytes]]:
+    def retr_many(
+        self, numbers: Iterable[int], *, max_size: int | None = None
+    ) -> Iterator[tuple[int, bytes]]:
         """Yield ``(number, message)`` for each of `numbers`, pipelined when possible.
 
         A message the server refuses raises its `ResponseError` (after the
         replies already asked for are read). Like `iter_retr`, the iterator
-        holds the connection while it is open.
+        holds the connection while it is open. `max_size` bounds each message,
+        as in `retr`.
         """
+        _check_max_size(max_size)
         with (
             self._guard,
             contextlib.closing(self._pipeline(Retr(n) for n in numbers)) as replies,
         ):
             parts: list[bytes] = []
+            received = limit = allowed = 0
             for command, event in replies:
                 if type(event) is Data:
                     assert isinstance(event, Data)
+                    received += len(event.data)
+                    if received > limit:
+                        assert isinstance(command, Retr)
+                        raise self._too_long(command, limit, allowed)
                     parts.append(bytes(event.data))
+                elif type(event) is OkResponse:
+                    assert isinstance(command, Retr)
+                    assert isinstance(event, OkResponse)
+                    limit, allowed = self._body_bound(command, event, max_size)
+                    received = 0
                 elif type(event) is EndOfMultiline:
                     assert isinstance(command, Retr)
                     yield command.which, b"".join(parts)
@@ -699,26 +1018,41 @@ class Client:
                 elif isinstance(event, ErrResponse):
                     raise self._refused(replies, command, event)
 
-    def retr_many_to(self, numbers: Iterable[int], open_file: Callable[[int], BinaryIO]) -> None:
+    def retr_many_to(
+        self,
+        numbers: Iterable[int],
+        open_file: Callable[[int], BinaryIO],
+        *,
+        max_size: int | None = None,
+    ) -> None:
         """Stream each of `numbers` into ``open_file(number)`` (closed when written).
 
         Memory stays bounded by a receive, whatever the message sizes. A message
         the server refuses raises as in `retr_many`; if ``open_file`` or a
         file's ``write`` raises, the connection is closed (without QUIT).
+        `max_size` bounds each message, as in `retr`.
         """
+        _check_max_size(max_size)
         file: BinaryIO | None = None
         try:
             with (
                 self._guard,
                 contextlib.closing(self._pipeline(Retr(n) for n in numbers)) as replies,
             ):
+                received = limit = allowed = 0
                 for command, event in replies:
                     assert isinstance(command, Retr)
                     if type(event) is OkResponse:
+                        assert isinstance(event, OkResponse)
+                        limit, allowed = self._body_bound(command, event, max_size)
+                        received = 0
                         file = open_file(command.which)
                     elif type(event) is Data:
                         assert isinstance(event, Data)
                         assert file is not None
+                        received += len(event.data)
+                        if received > limit:
+                            raise self._too_long(command, limit, allowed)
                         file.write(event.data)
                     elif type(event) is EndOfMultiline:
                         assert file is not None

@@ -64,6 +64,7 @@ from ._events import (
     Utf8,
     parse_sasl_continuation,
 )
+from ._listings import ListParser, MessageSizes, UidlParser, UniqueIds
 from ._message import NewlineNormalizer, TopCutter, normalize_newlines, wire_size
 from ._parsers import (
     MaildropStat,
@@ -218,6 +219,7 @@ __all__ = (
     "Identity",
     "Lang",
     "List",
+    "ListParser",
     "LocalProtocolError",
     "LoginClient",
     "LoginDelay",
@@ -230,6 +232,7 @@ __all__ = (
     "MaildropStat",
     "MessageInfo",
     "MessageRequest",
+    "MessageSizes",
     "NewlineNormalizer",
     "Noop",
     "OAuthBearerClient",
@@ -280,7 +283,9 @@ __all__ = (
     "TopCutter",
     "UTF8Required",
     "Uidl",
+    "UidlParser",
     "UniqueIdListing",
+    "UniqueIds",
     "UpdateRequest",
     "User",
     "Utf8",

@@ -253,6 +253,13 @@ class Connection:
             )
         return buffer.take(end)
 
+    def _check_unowed(self) -> None:
+        if self._buffer:
+            data, pos = self._buffer.raw
+            raise RemoteProtocolError(
+                f"the server sent data when no reply was owed: {bytes(data[pos : pos + 40])!r}"
+            )
+
     def _check_injection(self) -> None:
         if self._buffer:
             raise RemoteProtocolError(
@@ -363,15 +370,14 @@ class Connection:
         if exchange is Exchange.DATA:
             return self._read_body()
         if exchange is Exchange.SASL:
+            # The server waits for our response: a line now would be taken as
+            # its answer to it (a stray "+OK" would log us in).
+            self._check_unowed()
             return PAUSED
         if exchange is Exchange.IDLE:
-            if self._buffer:
-                # A line nobody asked for would be taken as the reply to the next
-                # command: an extra "+OK", or the rest of a body the server ended early.
-                data, pos = self._buffer.raw
-                raise RemoteProtocolError(
-                    f"the server sent data when no reply was owed: {bytes(data[pos : pos + 40])!r}"
-                )
+            # A line nobody asked for would be taken as the reply to the next
+            # command: an extra "+OK", or the rest of a body the server ended early.
+            self._check_unowed()
             if self._eof:
                 session.state = State.CLOSED
                 return ConnectionClosed()
@@ -560,6 +566,10 @@ class Connection:
         if kind is AuthResponse or kind is AuthCancel:
             if self._exchange is not Exchange.SASL:
                 raise LocalProtocolError("no SASL challenge is waiting for a response")
+            if self._buffer:
+                # Already here, these bytes would be read as the answer to our response.
+                self._error = self.their_role
+                self._check_unowed()
             self._exchange = Exchange.RESPONSE
             if kind is AuthCancel:
                 return [b"*\r\n"]

@@ -9,9 +9,9 @@ free text after the numbers of STAT and of scan listings; it is ignored.
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import NamedTuple
 
+from ._listings import ListParser, MessageSizes, UidlParser, UniqueIds, decimal_field
 from ._util import RemoteProtocolError
 
 __all__ = [
@@ -81,27 +81,14 @@ def apop_digest(timestamp: bytes, secret: str | bytes) -> str:
     return hashlib.md5(timestamp + secret, usedforsecurity=False).hexdigest()
 
 
-# No real count or size needs more digits; the cap keeps int() cheap and safe.
-_MAX_DIGITS = 20
-
-
-def _decimal(token: bytes, what: str, *, minimum: int) -> int:
-    if not token.isdigit() or len(token) > _MAX_DIGITS:
-        raise RemoteProtocolError(f"{what} is not a decimal number: {token[:40]!r}")
-    value = int(token)
-    if value < minimum:
-        raise RemoteProtocolError(f"{what} out of range: {value}")
-    return value
-
-
 def parse_stat(text: bytes) -> MaildropStat:
     """Parse the text of a ``+OK`` to ``STAT`` (``b"2 320"``, maybe more text after)."""
     parts = text.split(None, 2)
     if len(parts) < 2:
         raise RemoteProtocolError(f"malformed STAT reply: {text[:80]!r}")
     return MaildropStat(
-        _decimal(parts[0], "STAT message count", minimum=0),
-        _decimal(parts[1], "STAT maildrop size", minimum=0),
+        decimal_field(parts[0], "STAT message count", minimum=0),
+        decimal_field(parts[1], "STAT maildrop size", minimum=0),
     )
 
 
@@ -111,8 +98,8 @@ def parse_list_line(text: bytes) -> ScanListing:
     if len(parts) < 2:
         raise RemoteProtocolError(f"malformed scan listing: {text[:80]!r}")
     return ScanListing(
-        _decimal(parts[0], "message number", minimum=1),
-        _decimal(parts[1], "message size", minimum=0),
+        decimal_field(parts[0], "message number", minimum=1),
+        decimal_field(parts[1], "message size", minimum=0),
     )
 
 
@@ -127,7 +114,7 @@ def parse_uidl_line(text: bytes) -> UniqueIdListing:
     if len(parts) < 2:
         raise RemoteProtocolError(f"malformed unique-id listing: {text[:80]!r}")
     return UniqueIdListing(
-        _decimal(parts[0], "message number", minimum=1),
+        decimal_field(parts[0], "message number", minimum=1),
         parts[1].decode("ascii", "surrogateescape"),
     )
 
@@ -139,46 +126,26 @@ def _body_lines(body: bytes) -> list[bytes]:
     return [line[:-1] if line[-1:] == b"\r" else line for line in lines]
 
 
-# What every server sends, exactly; anything else takes the line-by-line path.
-# (These bodies are listings, not mail: the one-pass validation is cheap and exact.)
-_CANONICAL_LIST = re.compile(rb"(?:[0-9]{1,20} [0-9]{1,20}\r\n)*").fullmatch
-_CANONICAL_UIDL = re.compile(rb"(?:[0-9]{1,20} [!-~]+\r\n)*").fullmatch
+def parse_list(body: bytes) -> MessageSizes:
+    """Parse the body of ``LIST`` into ``{message number: size}``, in server order.
+
+    The result is a compact read-only mapping that compares equal to the
+    ``dict``; `ListParser` does the same for a body that arrives in pieces.
+    """
+    parser = ListParser()
+    parser.feed(body)
+    return parser.finish()
 
 
-def _check_numbers(result: dict[int, int] | dict[int, str], count: int) -> None:
-    if 0 in result:
-        raise RemoteProtocolError("message number 0 in listing")
-    if len(result) != count:
-        raise RemoteProtocolError("the listing names a message number twice")
+def parse_uidl(body: bytes) -> UniqueIds:
+    """Parse the body of ``UIDL`` into ``{message number: unique id}``, in server order.
 
-
-def parse_list(body: bytes) -> dict[int, int]:
-    """Parse the body of ``LIST`` into ``{message number: size}``, in server order."""
-    if _CANONICAL_LIST(body):
-        tokens = body.split()
-        result = dict(zip(map(int, tokens[0::2]), map(int, tokens[1::2]), strict=True))
-        _check_numbers(result, len(tokens) // 2)
-        return result
-    entries = [parse_list_line(line) for line in _body_lines(body) if line.strip()]
-    result = {entry.number: entry.size for entry in entries}
-    _check_numbers(result, len(entries))
-    return result
-
-
-def parse_uidl(body: bytes) -> dict[int, str]:
-    """Parse the body of ``UIDL`` into ``{message number: unique id}``, in server order."""
-    if not body:
-        return {}
-    if _CANONICAL_UIDL(body):
-        tokens = body.split()
-        uids = b"\n".join(tokens[1::2]).decode("ascii").split("\n")
-        result = dict(zip(map(int, tokens[0::2]), uids, strict=True))
-        _check_numbers(result, len(tokens) // 2)
-        return result
-    entries = [parse_uidl_line(line) for line in _body_lines(body) if line.strip()]
-    result = {entry.number: entry.uid for entry in entries}
-    _check_numbers(result, len(entries))
-    return result
+    The result is a compact read-only mapping that compares equal to the
+    ``dict``; `UidlParser` does the same for a body that arrives in pieces.
+    """
+    parser = UidlParser()
+    parser.feed(body)
+    return parser.finish()
 
 
 def parse_lang_listing(body: bytes) -> list[tuple[str, str]]:
