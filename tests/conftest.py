@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.hostile import certs, hostile
+from tests.hostile import certs, hostile, peak_memory
 from tests.peers import peer
 
-__all__ = ["certs", "doveadm_path", "hostile"]  # fixtures for every test module
+__all__ = ["certs", "doveadm_path", "hostile", "peak_memory"]  # fixtures for every test module
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ import socket
 import ssl
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Literal
 
@@ -191,6 +192,26 @@ class HostileServer:
         assert not self.thread.is_alive(), "the hostile script did not stop"
         if self.error is not None:
             raise self.error
+
+
+class Clock:
+    """Seconds since it was made."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def __call__(self) -> float:
+        return time.monotonic() - self.started
+
+
+@pytest.fixture
+def peak_memory() -> Iterator[Callable[[], int]]:
+    """Traces allocations for the test; call it for the peak so far, in octets."""
+    tracemalloc.start()
+    try:
+        yield lambda: tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 @pytest.fixture(scope="session")

@@ -309,3 +309,50 @@ def test_plain_authzid_never_opens_another_maildrop() -> None:
         assert reader.readline().startswith(b"+OK bob has 1 messages")
         sock.sendall(b"QUIT\r\n")
         assert reader.readline().startswith(b"+OK")
+
+
+class BrokenAuthenticator(MemoryAuthenticator):
+    """Every lookup fails, as a directory that is down."""
+
+    def credential(self, username: str) -> p.Credential | None:
+        raise OSError("directory unreachable")
+
+    def check_token(self, username: str, token: str, mechanism: str) -> str | bool:
+        raise OSError("token service unreachable")
+
+
+def broken_mapper(certificate: dict[str, Any] | None) -> str | None:
+    raise ValueError("bad mapping table")
+
+
+@pytest.mark.parametrize("name", ["PLAIN", "CRAM-MD5", "SCRAM-SHA-256", "XOAUTH2", "EXTERNAL"])
+def test_a_failing_backend_is_a_temporary_failure_not_a_dead_session(
+    client_certs: ClientCertificates, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = Server(
+        MemoryStore(MAIL),
+        BrokenAuthenticator({"bob": PASSWORD}, tokens={"bob": TOKEN}),
+        port=0,
+        tls_port=0,
+        ssl_context=client_certs.server_context(),
+        mechanisms=["PLAIN", "CRAM-MD5", "SCRAM-SHA-256"],
+        oauth=True,
+        external=broken_mapper,
+        auth_failure_delay=0,
+    )
+    with (
+        server,
+        Client(
+            "127.0.0.1",
+            server.tls_port,
+            tls="implicit",
+            ssl_context=client_certs.bob_context(),
+            server_hostname="localhost",
+            timeout=10,
+        ) as client,
+    ):
+        with pytest.raises(p.TemporaryError):
+            client.authenticate({**WITH_AUTHZID, **WITHOUT_AUTHZID}[name](""))
+        assert client.state == "AUTHORIZATION"
+        assert client.capa() is not None  # the session goes on
+    assert "failed for" in caplog.text

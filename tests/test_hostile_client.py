@@ -21,7 +21,7 @@ import pytest
 import pop3core as p
 from pop3_blocking._client import Client, SizeLimitExceeded
 from tests.blocking_helpers import Certificates
-from tests.hostile import TLS_MODES, HostileServer, Peer, TLSMode
+from tests.hostile import TLS_MODES, Clock, HostileServer, Peer, TLSMode
 
 Hostile = Callable[..., HostileServer]
 Connect = Callable[..., Client]
@@ -62,26 +62,6 @@ def connect(certs: Certificates) -> Iterator[Connect]:
     yield open_client
     for client in clients:
         client.close()
-
-
-@pytest.fixture
-def peak_memory() -> Iterator[Callable[[], int]]:
-    """Traces allocations for the test; call it for the peak so far, in octets."""
-    tracemalloc.start()
-    try:
-        yield lambda: tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
-class Clock:
-    """Seconds since it was made."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-
-    def __call__(self) -> float:
-        return time.monotonic() - self.started
 
 
 class Sink:

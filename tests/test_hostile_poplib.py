@@ -12,7 +12,6 @@ import contextlib
 import socket
 import threading
 import time
-import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
@@ -23,7 +22,7 @@ from hypothesis import strategies as st
 
 import pop3_blocking.poplib as dropin
 from tests.blocking_helpers import Certificates
-from tests.hostile import CAPA_STLS, TLS_MODES, HostileServer, Peer, TLSMode
+from tests.hostile import CAPA_STLS, TLS_MODES, Clock, HostileServer, Peer, TLSMode
 
 Hostile = Callable[..., HostileServer]
 
@@ -72,26 +71,6 @@ def small_guard(monkeypatch: pytest.MonkeyPatch) -> None:
     # raising=False: the same tests show what a drop-in without the settings does.
     monkeypatch.setattr(dropin, "_LOW_SPEED_LIMIT", GUARD[0], raising=False)
     monkeypatch.setattr(dropin, "_LOW_SPEED_TIME", GUARD[1], raising=False)
-
-
-@pytest.fixture
-def peak_memory() -> Iterator[Callable[[], int]]:
-    """Traces allocations for the test; call it for the peak so far, in octets."""
-    tracemalloc.start()
-    try:
-        yield lambda: tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
-class Clock:
-    """Seconds since it was made."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-
-    def __call__(self) -> float:
-        return time.monotonic() - self.started
 
 
 # -- 1. the low-speed guard -----------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import ipaddress
 import logging
 import selectors
@@ -58,6 +59,8 @@ from ._storage import Authenticator, Maildrop, MaildropError, MaildropLocked, Ma
 __all__ = ["MINIMUM_AUTOLOGOUT", "Server"]
 
 logger = logging.getLogger("pop3_blocking.server")
+
+AuthRequest = PasswordCheck | SecretRequest | ScramKeysRequest | TokenCheck | ExternalCheck
 
 ExternalMapper = Callable[[dict[str, Any] | None], str | None]
 """Maps a verified client certificate (``getpeercert()``, None without one) to a user."""
@@ -521,12 +524,10 @@ class _Handler:
         return True
 
     def handle(self, event: object) -> None:
-        if isinstance(event, (PasswordCheck, SecretRequest, ScramKeysRequest)):
-            self.backend(self.answer_credentials, event)
-        elif isinstance(event, TokenCheck):
-            self.backend(self.answer_token, event)
-        elif isinstance(event, ExternalCheck):
-            self.backend(self.answer_external, event)
+        if isinstance(
+            event, (PasswordCheck, SecretRequest, ScramKeysRequest, TokenCheck, ExternalCheck)
+        ):
+            self.backend(self.answer_auth, event)
         elif isinstance(event, LoginFailed):
             self.login_failed(event)
         elif isinstance(event, MaildropRequest):
@@ -548,53 +549,42 @@ class _Handler:
         finally:
             self.server._mark(self.slot, busy=False)
 
-    def answer_credentials(
-        self, request: PasswordCheck | SecretRequest | ScramKeysRequest
-    ) -> None:
-        session = self.session
-        # Any failure of the backend (a lookup, or a stored hash it cannot use)
-        # is an answer too: -ERR [SYS/TEMP], never a dead session.
-        try:
-            credential = self.server.authenticator.credential(request.username)
-            if isinstance(request, PasswordCheck):
-                ok = credential is not None and credential.verify_password(request.password)
-            elif isinstance(request, SecretRequest):
-                secret = None if credential is None else credential.secret
-            else:
-                keys = None if credential is None else credential.scram_keys(request.mechanism)
-        except Exception:
-            logger.exception("credential check failed for %s", self.peer)
-            session.backend_failed()
-            return
-        if isinstance(request, PasswordCheck):
-            session.password_checked(ok)
-        elif isinstance(request, SecretRequest):
-            session.secret_provided(secret)
-        else:
-            session.scram_keys_provided(keys)
+    def answer_auth(self, request: AuthRequest) -> None:
+        """Ask the authenticator (or the certificate mapper), then answer the session.
 
-    def answer_token(self, request: TokenCheck) -> None:
+        Any failure of the backend (a lookup, a stored hash it cannot use, a
+        mapper that raises) is an answer too: -ERR [SYS/TEMP], never a dead session.
+        """
         try:
-            owner = self.server.authenticator.check_token(
+            answer = self.ask_backend(request)
+        except Exception:
+            logger.exception("%s failed for %s", type(request).__name__, self.peer)
+            self.session.backend_failed()
+            return
+        answer()
+
+    def ask_backend(self, request: AuthRequest) -> Callable[[], None]:
+        """The backend's answer to `request`, as the session call that gives it."""
+        server, session = self.server, self.session
+        if isinstance(request, TokenCheck):
+            owner = server.authenticator.check_token(
                 request.username, request.token, request.mechanism
             )
-        except Exception:
-            logger.exception("token check failed for %s", self.peer)
-            self.session.backend_failed()
-            return
-        self.session.token_checked(owner)
-
-    def answer_external(self, request: ExternalCheck) -> None:
-        mapper = self.server.external
-        sock = self.slot.sock
-        try:
+            return functools.partial(session.token_checked, owner)
+        if isinstance(request, ExternalCheck):
+            sock = self.slot.sock
             certificate = sock.getpeercert() if isinstance(sock, ssl.SSLSocket) else None
-            username = mapper(certificate) if mapper is not None else None
-        except Exception:
-            logger.exception("certificate mapping failed for %s", self.peer)
-            self.session.backend_failed()
-            return
-        self.session.external_checked(username)
+            username = None if server.external is None else server.external(certificate)
+            return functools.partial(session.external_checked, username)
+        credential = server.authenticator.credential(request.username)
+        if isinstance(request, PasswordCheck):
+            ok = credential is not None and credential.verify_password(request.password)
+            return functools.partial(session.password_checked, ok)
+        if isinstance(request, SecretRequest):
+            secret = None if credential is None else credential.secret
+            return functools.partial(session.secret_provided, secret)
+        keys = None if credential is None else credential.scram_keys(request.mechanism)
+        return functools.partial(session.scram_keys_provided, keys)
 
     def login_failed(self, event: LoginFailed) -> None:
         logger.warning(login_failure_message(event, self.peer[0], self.peer[1]))
