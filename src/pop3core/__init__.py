@@ -6,6 +6,7 @@ server's maildrop semantics on top of it, and the pure helpers for clients.
 """
 
 from ._admission import ConnectionLimits, SessionTable, address_group
+from ._apop import apop_digest, find_apop_timestamp
 from ._capabilities import Capabilities, ExpirePolicy, LoginDelay, parse_capa
 from ._codes import (
     AUTH,
@@ -19,17 +20,6 @@ from ._codes import (
 )
 from ._connection import CLIENT, SERVER, Connection
 from ._dotstuff import BodyDecoder, BodyEncoder
-from ._errors import (
-    AuthenticationError,
-    LoginDelayError,
-    MailboxInUse,
-    PermanentError,
-    ResponseError,
-    TemporaryError,
-    TLSNotOffered,
-    UTF8Required,
-    error_for,
-)
 from ._events import (
     Apop,
     Auth,
@@ -64,14 +54,13 @@ from ._events import (
     Utf8,
     parse_sasl_continuation,
 )
+from ._limits import MINIMUM_AUTOLOGOUT, OUTPUT_HIGH_WATER
 from ._listings import ListParser, MessageSizes, UidlParser, UniqueIds
 from ._message import NewlineNormalizer, TopCutter, normalize_newlines, wire_size
 from ._parsers import (
     MaildropStat,
     ScanListing,
     UniqueIdListing,
-    apop_digest,
-    find_apop_timestamp,
     parse_auth_listing,
     parse_lang_listing,
     parse_list,
@@ -80,7 +69,19 @@ from ._parsers import (
     parse_uidl,
     parse_uidl_line,
 )
+from ._protocol_errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._protocol_log import describe
+from ._reply_errors import (
+    AuthenticationError,
+    LoginDelayError,
+    MailboxInUse,
+    PermanentError,
+    ResponseError,
+    TemporaryError,
+    TLSNotOffered,
+    UTF8Required,
+    error_for,
+)
 from ._reply_guard import DEFAULT_LOW_SPEED, ReplyTimeout, ReplyTimer, body_limit, size_hint
 from ._sasl._base import (
     AuthenticationFailed,
@@ -137,9 +138,8 @@ from ._sasl._simple import (
     PlainClient,
     PlainServer,
 )
+from ._sentinels import NEED_DATA, PAUSED, Sentinel
 from ._server import (
-    MINIMUM_AUTOLOGOUT,
-    OUTPUT_HIGH_WATER,
     LoginFailed,
     MaildropRequest,
     MessageInfo,
@@ -153,14 +153,6 @@ from ._server import (
     make_apop_timestamp,
 )
 from ._state import Exchange, Role, State
-from ._util import (
-    NEED_DATA,
-    PAUSED,
-    LocalProtocolError,
-    ProtocolError,
-    RemoteProtocolError,
-    Sentinel,
-)
 
 __version__ = "0.1.0.dev0"
 

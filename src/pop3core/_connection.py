@@ -4,82 +4,70 @@ Bytes go in through `Connection.receive_data` and come out of
 `Connection.next_event` as events, one per call; events go in through
 `Connection.send` and come out as bytes. The connection never does I/O and
 never blocks; the caller moves bytes between it and the network.
+
+This module orchestrates: framing (lines and their limits, the receive
+buffer), the pipelining queue, and the STLS hand-off. What a line means is
+read by `_readers`, how an event is written by `_writers`, and where each step
+leads by the tables of `_state`.
 """
 
 from __future__ import annotations
 
-import binascii
-import re
 from collections import deque
-from collections.abc import Callable
 from typing import Literal
 
 from ._capabilities import Capabilities
-from ._codes import split_response_code
 from ._dotstuff import BodyDecoder, BodyEncoder, Buffer
 from ._events import (
-    LANG_RANGE,
-    MAX_COMMAND_LINE,
-    MAX_STATUS_LINE,
-    Apop,
     Auth,
     AuthCancel,
     AuthChallenge,
     AuthResponse,
     BadCommand,
-    BadCommandReason,
     Capa,
     Command,
     ConnectionClosed,
     Data,
-    Dele,
     EndOfMultiline,
     ErrResponse,
     Event,
     Greeting,
-    Lang,
-    List,
-    Noop,
     OkResponse,
-    Pass,
-    Quit,
-    RawCommand,
     Retr,
-    Rset,
-    Stat,
-    Stls,
-    Top,
-    Uidl,
-    User,
-    Utf8,
-    parse_sasl_continuation,
-    strict_b64decode,
 )
+from ._limits import (
+    MAX_BAD_COMMANDS,
+    MAX_CAPA_REPLY,
+    MAX_COMMAND_LINE,
+    MAX_SASL_LINE,
+    MAX_STATUS_LINE,
+)
+from ._protocol_errors import LocalProtocolError, RemoteProtocolError
+from ._readers import READERS
 from ._receivebuffer import ReceiveBuffer
 from ._reply_guard import body_limit, size_hint
-from ._state import BARRIER_COMMANDS, Exchange, Role, SessionState, State
-from ._util import NEED_DATA, PAUSED, LocalProtocolError, RemoteProtocolError, Sentinel
+from ._sentinels import NEED_DATA, PAUSED, Sentinel
+from ._state import (
+    BARRIER_COMMANDS,
+    STATE_CHANGING,
+    Exchange,
+    Outcome,
+    Role,
+    SessionState,
+    Signal,
+    State,
+    Step,
+    next_exchange,
+    trigger,
+)
+from ._writers import WRITERS, write_command
 
 __all__ = ["CLIENT", "SERVER", "Connection"]
 
 CLIENT = Role.CLIENT
 SERVER = Role.SERVER
 
-DEFAULT_MAX_SASL_LINE = 64 * 1024
-DEFAULT_MAX_BAD_COMMANDS = 10
-# A CAPA reply is collected whole to build `Connection.capabilities`; real ones
-# are a few hundred octets.
-MAX_CAPA_REPLY = 64 * 1024
-
-_CRLF = b"\r\n"
-_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
-
 EventOrSentinel = Event | Literal[Sentinel.NEED_DATA, Sentinel.PAUSED]
-
-
-def _strip_eol(line: bytes) -> bytes:
-    # A line ends in CRLF, or (tolerated, as real servers and clients send it) a bare LF.
-    return line[:-2] if line[-2:] == _CRLF else line[:-1]
 
 
 class Connection:
@@ -122,9 +110,9 @@ class Connection:
         strict: bool = True,
         tls_active: bool = False,
         max_line_length: int | None = None,
-        max_sasl_line_length: int = DEFAULT_MAX_SASL_LINE,
+        max_sasl_line_length: int = MAX_SASL_LINE,
         max_command_length: int | None = MAX_COMMAND_LINE,
-        max_bad_commands: int = DEFAULT_MAX_BAD_COMMANDS,
+        max_bad_commands: int = MAX_BAD_COMMANDS,
     ) -> None:
         if our_role not in (CLIENT, SERVER):
             raise ValueError(f"expected CLIENT or SERVER, not {our_role!r}")
@@ -157,8 +145,8 @@ class Connection:
         self._capa_body: list[bytes] | None = None
         self._capa_size = 0
         self._body_budget: int | None = None  # octets the RETR body may still bring
-        # server: the command being answered (or the bad line), and whether the
-        # client cancelled the SASL exchange
+        # server: the command being answered (None for a bad line), and whether
+        # the client cancelled the SASL exchange
         self._current: Command | None = None
         self._answering_bad = False
         self._cancelled = False
@@ -222,7 +210,11 @@ class Connection:
             self._eof = True
 
     def next_event(self) -> EventOrSentinel:
-        """Parse and return the next event, `NEED_DATA` or `PAUSED`."""
+        """Parse and return the next event, `NEED_DATA` or `PAUSED`.
+
+        Any exception leaves the connection in ERROR (as in h11): after one,
+        where the session stands is not known.
+        """
         if self._error is not None:
             raise RemoteProtocolError("the connection is in the ERROR state")
         try:
@@ -231,9 +223,12 @@ class Connection:
             if self.our_role is CLIENT:
                 return self._next_client_event()
             return self._next_server_event()
-        except RemoteProtocolError:
+        except BaseException:
             self._error = self.their_role
             raise
+
+    def _step(self, step: Step) -> None:
+        self._exchange = next_exchange(self._exchange, step)
 
     def _line(self, limit: int) -> bytes | None:
         """The next line with its line ending, or None if it has not all arrived."""
@@ -293,69 +288,22 @@ class Connection:
                 session.state = State.CLOSED
                 return ConnectionClosed()
             return NEED_DATA
-        self._exchange = Exchange.RESPONSE
-        event = self._parse_sasl_line(line) if sasl else self._parse_command(line)
-        if type(event) is BadCommand:
+        event = READERS[SERVER, exchange](line, session, self._current, self.strict)
+        self._step(Step.SASL_RESPONSE if sasl else Step.COMMAND)
+        kind = type(event)
+        if kind is BadCommand:
             self._answering_bad = True
             self.bad_commands += 1
             if self.bad_commands > self.max_bad_commands:
                 raise RemoteProtocolError(
                     "too many bad commands", event_hint=ErrResponse(b"too many bad commands")
                 )
+        elif kind is AuthCancel:
+            self._cancelled = True
         elif isinstance(event, Command):
             self._current = event
-            session.command_started(event)
+            session.apply(trigger(event, Outcome.SENT))
         return event
-
-    def _parse_sasl_line(self, line: bytes) -> Event:
-        payload = _strip_eol(line)
-        if payload == b"*":
-            self._cancelled = True
-            return AuthCancel()
-        decoded = strict_b64decode(payload)
-        if decoded is None:
-            return BadCommand(
-                line,
-                "AUTH",
-                BadCommandReason.BAD_ARGUMENTS,
-                ErrResponse(b"invalid base64 in SASL response"),
-            )
-        return AuthResponse(decoded, _parsed=True)
-
-    def _parse_command(self, line: bytes) -> Event:
-        body = _strip_eol(line)
-        if b"\x00" in body:
-            raise RemoteProtocolError(
-                "NUL in command line", event_hint=ErrResponse(b"invalid command line")
-            )
-        keyword_bytes, _, rest = body.partition(b" ")
-        keyword = keyword_bytes.decode("ascii", "replace").upper()
-
-        def bad(reason: BadCommandReason, text: str) -> BadCommand:
-            return BadCommand(line, keyword or None, reason, ErrResponse(text.encode()))
-
-        if _CONTROL.search(body):
-            # A bare CR, an escape sequence...: never let them into an argument.
-            return bad(BadCommandReason.BAD_ARGUMENTS, "control characters in command line")
-
-        parser = _COMMAND_PARSERS.get(keyword)
-        if parser is None:
-            if keyword in ("LAST", "RPOP"):
-                return bad(BadCommandReason.NOT_SUPPORTED, f"{keyword} is not supported")
-            return bad(BadCommandReason.UNKNOWN, "unknown command")
-        try:
-            command = parser(rest)
-        except _BadArguments as exc:
-            # A command in the wrong state is refused as such, whatever its arguments.
-            probe = _STATE_PROBES[keyword]
-            refusal = self._session.refusal(probe)
-            if refusal is not None:
-                return bad(BadCommandReason.WRONG_STATE, refusal)
-            return bad(BadCommandReason.BAD_ARGUMENTS, str(exc))
-        refusal = self._session.refusal(command)
-        if refusal is not None:
-            return bad(BadCommandReason.WRONG_STATE, refusal)
-        return command
 
     # ----------------------------------------------------------- client in
 
@@ -398,57 +346,33 @@ class Connection:
             line[:1] == b"+" and line[1:2] in (b" ", b"\r", b"\n")
         ):
             raise RemoteProtocolError(f"line longer than {self.max_line_length} octets")
-        return self._parse_status(_strip_eol(line))
-
-    def _parse_status(self, line: bytes) -> Event:
-        session = self._session
-        command = self._queue[0] if self._queue else None
-        head = line[:4].upper()
-        ok: bool
-        if head[:3] == b"+OK" and (len(line) == 3 or line[3] == 0x20):
-            ok = True
-            code, text = split_response_code(line[4:])
-        elif head == b"-ERR" and (len(line) == 4 or line[4] == 0x20):
-            ok = False
-            code, text = split_response_code(line[5:])
-        elif (
-            type(command) is Auth
-            and command.mechanism is not None
-            and (challenge := parse_sasl_continuation(line)) is not None
-        ):
-            self._exchange = Exchange.SASL
-            return challenge
-        elif not self.strict:
-            ok = line[:1] == b"+"
-            code, text = None, line[1:].lstrip(b" ") if ok else line
-        else:
-            raise RemoteProtocolError(f"malformed status line: {line[:80]!r}")
-
+        event = READERS[CLIENT, Exchange.RESPONSE](line, session, head, self.strict)
+        kind = type(event)
+        if kind is AuthChallenge:
+            self._step(Step.CHALLENGE)
+            return event
         if session.state is State.GREETING:
-            session.greeted(ok)
-            self._predicted.greeted(ok)
-            self._exchange = Exchange.IDLE
+            signal = Signal.GREETED if kind is Greeting else Signal.REFUSED
+            session.apply(signal)
+            self._predicted.apply(signal)
+            self._step(Step.GREETING)
             self._start_next_command()
-            if ok:
-                return Greeting(text, code, _line=line)
-            return ErrResponse(text, code, _line=line)
-
-        assert command is not None
-        event: Event
-        if ok:
-            event = OkResponse(text, code, _line=line)
-            if command.expects_multiline:
-                self._exchange = Exchange.DATA
-                self._decoder = BodyDecoder(strict=self.strict)
-                if type(command) is Capa:
-                    self._capa_body = []
-                    self._capa_size = 0
-                elif type(command) is Retr and (announced := size_hint(text)) is not None:
+            return event
+        assert head is not None
+        if kind is OkResponse and head.expects_multiline:
+            self._step(Step.OK_BODY)
+            self._decoder = BodyDecoder(strict=self.strict)
+            if type(head) is Capa:
+                self._capa_body = []
+                self._capa_size = 0
+            elif type(head) is Retr:
+                assert isinstance(event, OkResponse)
+                announced = size_hint(event.text)
+                if announced is not None:
                     self._body_budget = body_limit(announced)
-                return event
-        else:
-            event = ErrResponse(text, code, _line=line)
-        self._finish_client_exchange(command, ok)
+            return event
+        ok = kind is OkResponse
+        self._finish_client_exchange(head, Step.OK if ok else Step.ERR, ok)
         return event
 
     def _read_body(self) -> EventOrSentinel:
@@ -458,7 +382,7 @@ class Connection:
             if self._capa_body is not None:
                 self.capabilities = Capabilities.parse(b"".join(self._capa_body))
                 self._capa_body = None
-            self._finish_client_exchange(command, True)
+            self._finish_client_exchange(command, Step.END, True)
             return EndOfMultiline()
         decoder = self._decoder
         assert decoder is not None
@@ -495,23 +419,23 @@ class Connection:
             raise RemoteProtocolError("the server closed the connection in a multi-line reply")
         return NEED_DATA
 
-    def _finish_client_exchange(self, command: Command, ok: bool) -> None:
+    def _finish_client_exchange(self, command: Command, step: Step, ok: bool) -> None:
         self._queue.popleft()
-        self._session.command_finished(command, ok)
-        if not ok and type(command) in _STATE_CHANGING:
+        self._session.apply(trigger(command, Outcome.OK if ok else Outcome.ERR))
+        if not ok and type(command) in STATE_CHANGING:
             # Our prediction assumed success; replay the rest of the queue.
             predicted = self._session.copy()
             for queued in self._queue:
-                predicted.command_started(queued)
-                predicted.command_finished(queued, True)
+                predicted.apply(trigger(queued, Outcome.SENT))
+                predicted.apply(trigger(queued, Outcome.OK))
             self._predicted = predicted
-        self._exchange = Exchange.IDLE
+        self._step(step)
         self._start_next_command()
 
     def _start_next_command(self) -> None:
         if self._queue and self._session.state not in (State.CLOSED, State.STARTING_TLS):
-            self._session.command_started(self._queue[0])
-            self._exchange = Exchange.RESPONSE
+            self._session.apply(trigger(self._queue[0], Outcome.SENT))
+            self._step(Step.COMMAND)
 
     # ------------------------------------------------------------- output
 
@@ -525,12 +449,19 @@ class Connection:
         A `Data` chunk that needs no stuffing comes back as the same object, so
         large bodies can go to the socket without a copy. A send that raises
         `LocalProtocolError` changes nothing: the event can be corrected and sent.
+        Any other exception leaves our side in ERROR.
         """
         if self._error is self.our_role:
             raise LocalProtocolError("cannot send: our side is in the ERROR state")
-        if self.our_role is CLIENT:
-            return self._send_client(event)
-        return self._send_server(event)
+        try:
+            if self.our_role is CLIENT:
+                return self._send_client(event)
+            return self._send_server(event)
+        except (LocalProtocolError, RemoteProtocolError):
+            raise
+        except BaseException:
+            self._error = self.our_role
+            raise
 
     def send_failed(self) -> None:
         """Tell the connection the last bytes never reached the peer (it is now ERROR)."""
@@ -549,10 +480,9 @@ class Connection:
         except RemoteProtocolError:
             self._error = self.their_role
             raise
-        self._session.tls_started()
+        self._session.apply(Signal.TLS_ESTABLISHED)
         self._predicted = self._session.copy()
         self.capabilities = None
-        self._exchange = Exchange.IDLE
         self._start_next_command()
 
     def _send_client(self, event: Event) -> list[Buffer]:
@@ -570,11 +500,8 @@ class Connection:
                 # Already here, these bytes would be read as the answer to our response.
                 self._error = self.their_role
                 self._check_unowed()
-            self._exchange = Exchange.RESPONSE
-            if kind is AuthCancel:
-                return [b"*\r\n"]
-            assert isinstance(event, AuthResponse)
-            return [binascii.b2a_base64(event.data, newline=False) + _CRLF]
+            self._step(Step.SASL_RESPONSE)
+            return [WRITERS[CLIENT, kind](event)]
         if not isinstance(event, Command):
             raise LocalProtocolError(f"a client cannot send {kind.__name__}")
         if self._queue and type(self._queue[-1]) in BARRIER_COMMANDS:
@@ -589,20 +516,14 @@ class Connection:
             refusal = predicted.refusal(event)
             if refusal is not None:
                 raise LocalProtocolError(f"cannot send {event.keyword} now: {refusal}")
-        if kind is RawCommand:
-            assert isinstance(event, RawCommand)
-            line = event.line.encode("utf-8", "surrogateescape") + _CRLF
-        else:
-            args = event._wire_args()
-            keyword = event.keyword.encode("ascii")
-            line = keyword + b" " + args + _CRLF if args else keyword + _CRLF
+        line = write_command(event)
         limit = self.max_command_length
         if limit is not None and len(line) > limit:
             raise LocalProtocolError(
                 f"command line of {len(line)} octets exceeds the {limit}-octet limit"
             )
-        predicted.command_started(event)
-        predicted.command_finished(event, True)
+        predicted.apply(trigger(event, Outcome.SENT))
+        predicted.apply(trigger(event, Outcome.OK))
         self._queue.append(event)
         if len(self._queue) == 1 and self._exchange is Exchange.IDLE:
             self._start_next_command()
@@ -617,8 +538,7 @@ class Connection:
         if self._error is not None:
             # The client broke the protocol: a last -ERR may still go out.
             if kind is ErrResponse:
-                assert isinstance(event, ErrResponse)
-                return [event.line + _CRLF]
+                return [WRITERS[SERVER, kind](event)]
             raise LocalProtocolError("only an ErrResponse may be sent after a protocol error")
         exchange = self._exchange
         if exchange is Exchange.DATA:
@@ -630,226 +550,45 @@ class Connection:
                 assert self._encoder is not None
                 end = self._encoder.end()
                 self._encoder = None
-                assert self._current is not None
-                self._finish_server_exchange(True)
+                self._finish_server_exchange(Step.END, True)
                 return [end]
             raise LocalProtocolError(f"cannot send {kind.__name__} in a multi-line reply")
         if exchange is not Exchange.RESPONSE:
             raise LocalProtocolError(f"cannot send {kind.__name__}: no reply is owed")
         if session.state is State.GREETING:
-            if kind is Greeting:
-                assert isinstance(event, Greeting)
-                session.greeted(True)
-                self._exchange = Exchange.IDLE
-                return [event.line + _CRLF]
-            if kind is ErrResponse:
-                assert isinstance(event, ErrResponse)
-                session.greeted(False)
-                self._exchange = Exchange.IDLE
-                return [event.line + _CRLF]
-            raise LocalProtocolError(f"the first thing a server sends is a Greeting, not {kind}")
+            if kind is not Greeting and kind is not ErrResponse:
+                raise LocalProtocolError(
+                    f"the first thing a server sends is a Greeting, not {kind}"
+                )
+            session.apply(Signal.GREETED if kind is Greeting else Signal.REFUSED)
+            self._step(Step.GREETING)
+            return [WRITERS[SERVER, kind](event)]
         current = self._current
         if kind is ErrResponse:
-            assert isinstance(event, ErrResponse)
-            self._finish_server_exchange(False)
-            return [event.line + _CRLF]
+            self._finish_server_exchange(Step.ERR, False)
+            return [WRITERS[SERVER, kind](event)]
         if self._answering_bad:
             raise LocalProtocolError("a bad command must be answered with ErrResponse")
         if self._cancelled:
             raise LocalProtocolError("a cancelled SASL exchange must end with ErrResponse")
         assert current is not None
         if kind is OkResponse:
-            assert isinstance(event, OkResponse)
             if current.expects_multiline:
-                self._exchange = Exchange.DATA
+                self._step(Step.OK_BODY)
                 self._encoder = BodyEncoder()
             else:
-                self._finish_server_exchange(True)
-            return [event.line + _CRLF]
+                self._finish_server_exchange(Step.OK, True)
+            return [WRITERS[SERVER, kind](event)]
         if kind is AuthChallenge:
-            assert isinstance(event, AuthChallenge)
             if type(current) is not Auth or current.mechanism is None:
                 raise LocalProtocolError("a SASL challenge answers only AUTH <mechanism>")
-            self._exchange = Exchange.SASL
-            return [b"+ " + binascii.b2a_base64(event.data, newline=False) + _CRLF]
+            self._step(Step.CHALLENGE)
+            return [WRITERS[SERVER, kind](event)]
         raise LocalProtocolError(f"a server cannot send {kind.__name__} now")
 
-    def _finish_server_exchange(self, ok: bool) -> None:
-        current = self._current
-        if current is not None:
-            self._session.command_finished(current, ok)
-        else:
-            self._session.user_accepted = False
+    def _finish_server_exchange(self, step: Step, ok: bool) -> None:
+        self._session.apply(trigger(self._current, Outcome.OK if ok else Outcome.ERR))
         self._current = None
         self._answering_bad = False
         self._cancelled = False
-        self._exchange = Exchange.IDLE
-
-
-# ------------------------------------------------------------ command parsing
-
-
-class _BadArguments(Exception):
-    pass
-
-
-_Parser = Callable[[bytes], Command]
-
-
-def _no_args(command: Command) -> _Parser:
-    def parse(rest: bytes) -> Command:
-        if rest.strip(b" "):
-            raise _BadArguments(f"{command.keyword} takes no arguments")
-        return command
-
-    return parse
-
-
-def _number(token: bytes, what: str, *, minimum: int = 1, max_digits: int | None = 10) -> int:
-    if not token.isdigit() or (max_digits is not None and len(token) > max_digits):
-        raise _BadArguments(f"invalid {what}")
-    value = int(token)
-    if value < minimum:
-        raise _BadArguments(f"invalid {what}")
-    return value
-
-
-def _args(rest: bytes) -> list[bytes]:
-    # One SP separates arguments (RFC 1939); extra spaces are tolerated.
-    return rest.split()
-
-
-def _text_arg(rest: bytes) -> str:
-    return rest.decode("utf-8", "surrogateescape")
-
-
-def _parse_user(rest: bytes) -> Command:
-    name = rest.strip(b" ")
-    if not name:
-        raise _BadArguments("USER needs a user name")
-    return User(_text_arg(name), _parsed=True)
-
-
-def _parse_pass(rest: bytes) -> Command:
-    # The password is the rest of the line, spaces included (RFC 1939 section 7).
-    if not rest:
-        raise _BadArguments("PASS needs a password")
-    return Pass(_text_arg(rest), _parsed=True)
-
-
-def _parse_apop(rest: bytes) -> Command:
-    name, _, digest = rest.strip(b" ").rpartition(b" ")
-    name = name.rstrip(b" ")
-    if not name or len(digest) != 32 or not all(c in b"0123456789abcdefABCDEF" for c in digest):
-        raise _BadArguments("APOP needs a name and a 32-digit hex digest")
-    return Apop(_text_arg(name), digest.decode("ascii").lower(), _parsed=True)
-
-
-def _parse_optional_number(cls: type[List] | type[Uidl]) -> _Parser:
-    def parse(rest: bytes) -> Command:
-        args = _args(rest)
-        if not args:
-            return cls(None, _parsed=True)
-        if len(args) > 1:
-            raise _BadArguments(f"{cls.keyword} takes at most one argument")
-        return cls(_number(args[0], "message number"), _parsed=True)
-
-    return parse
-
-
-def _parse_one_number(cls: type[Retr] | type[Dele]) -> _Parser:
-    def parse(rest: bytes) -> Command:
-        args = _args(rest)
-        if len(args) != 1:
-            raise _BadArguments(f"{cls.keyword} needs a message number")
-        return cls(_number(args[0], "message number"), _parsed=True)
-
-    return parse
-
-
-def _parse_top(rest: bytes) -> Command:
-    args = _args(rest)
-    if len(args) != 2:
-        raise _BadArguments("TOP needs a message number and a line count")
-    return Top(
-        _number(args[0], "message number"),
-        # RFC 1939: a count beyond the body sends it all; any count of digits
-        # is valid (the line limit bounds its length).
-        _number(args[1], "line count", minimum=0, max_digits=None),
-        _parsed=True,
-    )
-
-
-def _parse_auth(rest: bytes) -> Command:
-    args = _args(rest)
-    if not args:
-        return Auth(None, _parsed=True)
-    if len(args) > 2:
-        raise _BadArguments("AUTH takes a mechanism and an optional initial response")
-    mechanism = args[0].decode("ascii", "replace").upper()
-    if not mechanism.replace("-", "").replace("_", "").isalnum() or len(mechanism) > 20:
-        raise _BadArguments("invalid SASL mechanism name")
-    initial: bytes | None = None
-    if len(args) == 2:
-        if args[1] == b"=":
-            initial = b""
-        else:
-            initial = strict_b64decode(args[1])
-            if initial is None:
-                raise _BadArguments("invalid base64 in initial response")
-    return Auth(mechanism, initial, _parsed=True)
-
-
-def _parse_lang(rest: bytes) -> Command:
-    args = _args(rest)
-    if not args:
-        return Lang(None, _parsed=True)
-    tag = args[0].decode("ascii", "replace")
-    if len(args) > 1 or not LANG_RANGE.match(tag):
-        raise _BadArguments("invalid language range")
-    return Lang(tag, _parsed=True)
-
-
-_COMMAND_PARSERS: dict[str, _Parser] = {
-    "USER": _parse_user,
-    "PASS": _parse_pass,
-    "APOP": _parse_apop,
-    "QUIT": _no_args(Quit()),
-    "STAT": _no_args(Stat()),
-    "NOOP": _no_args(Noop()),
-    "RSET": _no_args(Rset()),
-    "CAPA": _no_args(Capa()),
-    "STLS": _no_args(Stls()),
-    "UTF8": _no_args(Utf8()),
-    "LIST": _parse_optional_number(List),
-    "UIDL": _parse_optional_number(Uidl),
-    "RETR": _parse_one_number(Retr),
-    "DELE": _parse_one_number(Dele),
-    "TOP": _parse_top,
-    "AUTH": _parse_auth,
-    "LANG": _parse_lang,
-}
-
-# A representative of each command, to ask the state machine about a command
-# whose arguments did not parse.
-_STATE_PROBES: dict[str, Command] = {
-    "USER": User("x"),
-    "PASS": Pass("x"),
-    "APOP": Apop("x", "0" * 32),
-    "QUIT": Quit(),
-    "STAT": Stat(),
-    "NOOP": Noop(),
-    "RSET": Rset(),
-    "CAPA": Capa(),
-    "STLS": Stls(),
-    "UTF8": Utf8(),
-    "LIST": List(),
-    "UIDL": Uidl(),
-    "RETR": Retr(1),
-    "DELE": Dele(1),
-    "TOP": Top(1, 0),
-    "AUTH": Auth(),
-    "LANG": Lang(),
-}
-
-_STATE_CHANGING: frozenset[type[Command]] = frozenset({User, Pass, Apop, Auth, Stls, Utf8})
+        self._step(step)

@@ -10,15 +10,16 @@ Commands flow from client to server; `Greeting`, `OkResponse`, `ErrResponse`,
 
 from __future__ import annotations
 
-import binascii
 import enum
 import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ._apop import find_apop_timestamp
+from ._base64 import strict_b64decode
 from ._codes import ResponseCode, split_response_code
-from ._parsers import find_apop_timestamp
-from ._util import LocalProtocolError
+from ._limits import MAX_STATUS_LINE
+from ._protocol_errors import LocalProtocolError
 
 __all__ = [
     "Apop",
@@ -54,11 +55,6 @@ __all__ = [
     "Utf8",
     "parse_sasl_continuation",
 ]
-
-# Longest status line (RFC 1939 section 3, RFC 2449 section 4), CRLF included.
-MAX_STATUS_LINE = 512
-# Longest command line (RFC 2449 section 4), CRLF included.
-MAX_COMMAND_LINE = 255
 
 _MECHANISM = re.compile(r"[A-Z0-9_-]{1,20}\Z")
 LANG_RANGE = re.compile(r"(?:\*|[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*)\Z")
@@ -97,17 +93,6 @@ def _to_text(value: bytes | str, what: str) -> bytes:
     return data
 
 
-# Only the base64 alphabet, "=" only as final padding, whole quanta (RFC 4648).
-_BASE64 = re.compile(rb"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?\Z")
-
-
-def strict_b64decode(data: bytes) -> bytes | None:
-    """Decode base64 the way RFC 5034 demands, or return None if it is not valid."""
-    if not _BASE64.match(data):
-        return None
-    return binascii.a2b_base64(data)
-
-
 class Event:
     """Base class of every event. Don't subclass it yourself."""
 
@@ -130,10 +115,6 @@ class Command(Event):
         """Whether a positive reply to this command carries a multi-line body."""
         return False
 
-    def _wire_args(self) -> bytes:
-        """The arguments as sent, without the keyword and the separating SP."""
-        return b""
-
 
 @dataclass(frozen=True, slots=True, init=False)
 class User(Command):
@@ -148,9 +129,6 @@ class User(Command):
             if name != name.strip(" "):
                 raise LocalProtocolError(f"USER name has leading or trailing spaces: {name!r}")
         object.__setattr__(self, "name", name)
-
-    def _wire_args(self) -> bytes:
-        return self.name.encode("utf-8", "surrogateescape")
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -167,9 +145,6 @@ class Pass(Command):
 
     def __repr__(self) -> str:
         return "Pass(password=<hidden>)"
-
-    def _wire_args(self) -> bytes:
-        return self.password.encode("utf-8", "surrogateescape")
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -192,9 +167,6 @@ class Apop(Command):
 
     def __repr__(self) -> str:
         return f"Apop(name={self.name!r}, digest=<hidden>)"
-
-    def _wire_args(self) -> bytes:
-        return f"{self.name} {self.digest}".encode("utf-8", "surrogateescape")
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,9 +238,6 @@ class List(Command):
     def expects_multiline(self) -> bool:
         return self.which is None
 
-    def _wire_args(self) -> bytes:
-        return b"" if self.which is None else b"%d" % self.which
-
 
 @dataclass(frozen=True, slots=True, init=False)
 class Uidl(Command):
@@ -285,9 +254,6 @@ class Uidl(Command):
     @property
     def expects_multiline(self) -> bool:
         return self.which is None
-
-    def _wire_args(self) -> bytes:
-        return b"" if self.which is None else b"%d" % self.which
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -306,9 +272,6 @@ class Retr(Command):
     def expects_multiline(self) -> bool:
         return True
 
-    def _wire_args(self) -> bytes:
-        return b"%d" % self.which
-
 
 @dataclass(frozen=True, slots=True, init=False)
 class Dele(Command):
@@ -321,9 +284,6 @@ class Dele(Command):
         if not _parsed:
             _check_number(which, "DELE message number")
         object.__setattr__(self, "which", which)
-
-    def _wire_args(self) -> bytes:
-        return b"%d" % self.which
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -344,9 +304,6 @@ class Top(Command):
     @property
     def expects_multiline(self) -> bool:
         return True
-
-    def _wire_args(self) -> bytes:
-        return b"%d %d" % (self.which, self.lines)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -389,14 +346,6 @@ class Auth(Command):
     def expects_multiline(self) -> bool:
         return self.mechanism is None
 
-    def _wire_args(self) -> bytes:
-        if self.mechanism is None:
-            return b""
-        if self.initial_response is None:
-            return self.mechanism.encode("ascii")
-        ir = binascii.b2a_base64(self.initial_response, newline=False) or b"="
-        return self.mechanism.encode("ascii") + b" " + ir
-
 
 @dataclass(frozen=True, slots=True, init=False)
 class Lang(Command):
@@ -413,9 +362,6 @@ class Lang(Command):
     @property
     def expects_multiline(self) -> bool:
         return self.tag is None
-
-    def _wire_args(self) -> bytes:
-        return b"" if self.tag is None else self.tag.encode("ascii")
 
 
 @dataclass(frozen=True, slots=True, init=False)

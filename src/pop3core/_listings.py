@@ -21,7 +21,7 @@ from itertools import accumulate, islice
 from operator import eq, lt
 from typing import TypeAlias, TypeVar
 
-from ._util import RemoteProtocolError
+from ._protocol_errors import RemoteProtocolError
 
 __all__ = ["ListParser", "MessageSizes", "UidlParser", "UniqueIds"]
 

@@ -23,6 +23,7 @@ from ._events import (
     Pass,
     RawCommand,
 )
+from ._writers import command_arguments
 
 __all__ = ["describe"]
 
@@ -57,7 +58,7 @@ def describe(event: Event) -> str:
             return f"{keyword} {first} {_HIDDEN}" if more else f"{keyword} {first}"
         return event.line
     if isinstance(event, Command):
-        args = event._wire_args().decode("utf-8", "replace")
+        args = command_arguments(event).decode("utf-8", "replace")
         return f"{event.keyword} {args}" if args else event.keyword
     if kind is AuthResponse:
         return f"{_HIDDEN} (SASL response)"

@@ -21,6 +21,7 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
+from ._apop import apop_digest
 from ._codes import AUTH, SYS_TEMP, UTF8, ResponseCode
 from ._connection import SERVER, Connection
 from ._dotstuff import Buffer
@@ -54,8 +55,18 @@ from ._events import (
     User,
     Utf8,
 )
+from ._limits import (
+    AUTH_FAILURE_DELAY,
+    LOGIN_TIMEOUT,
+    MAX_BAD_COMMANDS,
+    MAX_COMMAND_LINE,
+    MAX_LOGIN_FAILURES,
+    MAX_SASL_LINE,
+    MINIMUM_AUTOLOGOUT,
+    OUTPUT_HIGH_WATER,
+)
 from ._message import HeaderScreen, TopCutter
-from ._parsers import apop_digest
+from ._protocol_errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._sasl._base import (
     AuthenticationFailed,
     Challenge,
@@ -68,15 +79,8 @@ from ._sasl._base import (
     ServerStep,
     TokenCheck,
 )
+from ._sentinels import NEED_DATA, PAUSED, Sentinel
 from ._state import State
-from ._util import (
-    NEED_DATA,
-    PAUSED,
-    LocalProtocolError,
-    ProtocolError,
-    RemoteProtocolError,
-    Sentinel,
-)
 
 __all__ = [
     "MINIMUM_AUTOLOGOUT",
@@ -162,10 +166,6 @@ def _render_listing(listing: Sequence[MessageInfo], deleted: set[int], kind: str
     return (line * (len(flat) // 2) % flat).encode("ascii")
 
 
-MINIMUM_AUTOLOGOUT = 600.0
-"""RFC 1939 section 3: an autologout timer MUST be of at least 10 minutes."""
-
-
 @dataclass(frozen=True)
 class ServerOptions:
     """What a server offers. The defaults are the safe ones.
@@ -208,13 +208,13 @@ class ServerOptions:
     expire: int | Literal["NEVER"] | None = None
     utf8: bool = False
     languages: Sequence[tuple[str, str]] = (("en", "English"),)
-    max_bad_commands: int = 10
-    max_login_failures: int = 3
-    max_line_length: int = 255
-    max_sasl_line_length: int = 64 * 1024
+    max_bad_commands: int = MAX_BAD_COMMANDS
+    max_login_failures: int = MAX_LOGIN_FAILURES
+    max_line_length: int = MAX_COMMAND_LINE
+    max_sasl_line_length: int = MAX_SASL_LINE
     authorize: Callable[[str, str], bool] | None = None
-    auth_failure_delay: float = 2.0
-    login_timeout: float = 180.0
+    auth_failure_delay: float = AUTH_FAILURE_DELAY
+    login_timeout: float = LOGIN_TIMEOUT
     autologout: float = MINIMUM_AUTOLOGOUT
 
     def __post_init__(self) -> None:
@@ -420,10 +420,6 @@ class _Apop(ServerMechanism):
 
 
 # ------------------------------------------------------------ the session
-
-
-OUTPUT_HIGH_WATER = 256 * 1024
-"""Queued reply octets at which `ServerSession.next_event` stops taking commands."""
 
 
 class ServerSession:

@@ -12,7 +12,6 @@ import binascii
 
 from .._capabilities import Capabilities
 from .._events import (
-    MAX_COMMAND_LINE,
     Auth,
     AuthCancel,
     AuthChallenge,
@@ -20,7 +19,8 @@ from .._events import (
     ErrResponse,
     OkResponse,
 )
-from .._util import LocalProtocolError, RemoteProtocolError
+from .._limits import MAX_COMMAND_LINE
+from .._protocol_errors import LocalProtocolError, RemoteProtocolError
 from ._base import ClientMechanism, SASLError
 
 __all__ = [

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import overload
 
-from .._events import strict_b64decode
+from .._base64 import strict_b64decode
 from ._base import PasswordCheck, ScramKeysRequest, SecretRequest
 from ._saslprep import SASLprepError, saslprep
 from ._scram import DEFAULT_SCRAM_ITERATIONS, ScramKeys

@@ -15,7 +15,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .._events import strict_b64decode
+from .._base64 import strict_b64decode
 from ._base import (
     AuthenticationFailed,
     Challenge,

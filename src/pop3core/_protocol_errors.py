@@ -1,41 +1,13 @@
-"""Errors and sentinels shared by every part of the engine."""
+"""The engine's protocol errors: we broke the protocol, or the peer did (h11's model)."""
 
 from __future__ import annotations
 
-import enum
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for the annotation only: the events import these errors
     from ._events import ErrResponse
 
-__all__ = [
-    "NEED_DATA",
-    "PAUSED",
-    "LocalProtocolError",
-    "ProtocolError",
-    "RemoteProtocolError",
-    "Sentinel",
-]
-
-
-class Sentinel(enum.Enum):
-    """The values `Connection.next_event` returns when it has no event.
-
-    They are enum members, so ``if event is NEED_DATA`` narrows the type for mypy.
-    """
-
-    NEED_DATA = "NEED_DATA"
-    PAUSED = "PAUSED"
-
-    def __repr__(self) -> str:
-        return self.value
-
-
-NEED_DATA: Literal[Sentinel.NEED_DATA] = Sentinel.NEED_DATA
-"""More bytes must arrive (`Connection.receive_data`) before the next event."""
-
-PAUSED: Literal[Sentinel.PAUSED] = Sentinel.PAUSED
-"""Nothing more is parsed until we act: the server owes a response, or TLS must start."""
+__all__ = ["LocalProtocolError", "ProtocolError", "RemoteProtocolError"]
 
 
 class ProtocolError(Exception):
