@@ -32,6 +32,8 @@ from pop3core import (
     MessageInfo,
     NewlineNormalizer,
     PasswdEntry,
+    WireSizer,
+    is_valid_uid,
     normalize_newlines,
     parse_passwd_line,
     store_mechanisms,
@@ -53,13 +55,11 @@ __all__ = [
 
 logger = logging.getLogger("pop3_blocking")
 
-_CR = 0x0D
 _LF = 0x0A
 _DEFAULT_CHUNK = 256 * 1024
 _SCAN_CHUNK = 1024 * 1024  # for sizing files: big reads, one buffer at a time
 
 # RFC 1939 section 7: a unique id is 1 to 70 characters in 0x21-0x7E.
-_VALID_UID = re.compile(r"[\x21-\x7e]{1,70}\Z")
 
 
 def _check_indexes(indexes: Iterable[int], count: int) -> list[int]:
@@ -275,7 +275,7 @@ def _uid_for(unique: str) -> str:
     SHA-256 hex digest (64 characters) of itself.
     """
     base = _SIZE_FIELD.sub("", unique)
-    if _VALID_UID.match(base):
+    if is_valid_uid(base):
         return base
     return hashlib.sha256(os.fsencode(base)).hexdigest()
 
@@ -315,17 +315,10 @@ def _open_regular(path: str) -> BinaryIO:
 
 def _scan_wire_size(file: BinaryIO, chunk_size: int = _SCAN_CHUNK) -> int:
     """`pop3core.wire_size` of a file's contents, reading it in chunks."""
-    total = bare_lf = 0
-    last = -1
+    sizer = WireSizer()
     while chunk := file.read(chunk_size):
-        total += len(chunk)
-        bare_lf += chunk.count(b"\n") - chunk.count(b"\r\n")
-        if last == _CR and chunk[0] == _LF:
-            bare_lf -= 1  # a CRLF split across two chunks
-        last = chunk[-1]
-    if total and last != _LF:
-        total += 2  # the CRLF added before the terminator
-    return total + bare_lf
+        sizer.feed(chunk)
+    return sizer.size
 
 
 def _w_fits(virtual: int, disk_size: int, last: int) -> bool:

@@ -55,18 +55,16 @@ from ._events import (
     parse_sasl_continuation,
 )
 from ._limits import MINIMUM_AUTOLOGOUT, OUTPUT_HIGH_WATER
-from ._listings import ListParser, MessageSizes, UidlParser, UniqueIds
-from ._message import NewlineNormalizer, TopCutter, normalize_newlines, wire_size
+from ._listings import ListParser, MessageSizes, UidlParser, UniqueIds, parse_list, parse_uidl
+from ._message import NewlineNormalizer, TopCutter, WireSizer, normalize_newlines, wire_size
 from ._parsers import (
     MaildropStat,
     ScanListing,
     UniqueIdListing,
     parse_auth_listing,
     parse_lang_listing,
-    parse_list,
     parse_list_line,
     parse_stat,
-    parse_uidl,
     parse_uidl_line,
 )
 from ._protocol_errors import LocalProtocolError, ProtocolError, RemoteProtocolError
@@ -149,6 +147,7 @@ from ._server import (
     SessionEnded,
     StartTLS,
     UpdateRequest,
+    is_valid_uid,
     login_failure_message,
     make_apop_timestamp,
 )
@@ -281,6 +280,7 @@ __all__ = (
     "UpdateRequest",
     "User",
     "Utf8",
+    "WireSizer",
     "XOAuth2Client",
     "XOAuth2Server",
     "__version__",
@@ -295,6 +295,7 @@ __all__ = (
     "format_passwd_line",
     "hash_password",
     "initial_response_fits",
+    "is_valid_uid",
     "login_failure_message",
     "make_apop_timestamp",
     "normalize_newlines",

@@ -223,50 +223,52 @@ class Utf8(Command):
 
 
 @dataclass(frozen=True, slots=True, init=False)
-class List(Command):
+class _OptionalNumber(Command):
+    """A command with an optional message number, multi-line without one."""
+
+    which: int | None
+
+    def __init__(self, which: int | None = None, *, _parsed: bool = False) -> None:
+        if not _parsed and which is not None:
+            _check_number(which, f"{self.keyword} message number")
+        object.__setattr__(self, "which", which)
+
+    @property
+    def expects_multiline(self) -> bool:
+        return self.which is None
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class List(_OptionalNumber):
     """``LIST [msg]``: one scan listing, or all of them as a multi-line reply."""
 
     keyword: ClassVar[str] = "LIST"
-    which: int | None
-
-    def __init__(self, which: int | None = None, *, _parsed: bool = False) -> None:
-        if not _parsed and which is not None:
-            _check_number(which, "LIST message number")
-        object.__setattr__(self, "which", which)
-
-    @property
-    def expects_multiline(self) -> bool:
-        return self.which is None
 
 
 @dataclass(frozen=True, slots=True, init=False)
-class Uidl(Command):
+class Uidl(_OptionalNumber):
     """``UIDL [msg]``: one unique-id listing, or all of them as a multi-line reply."""
 
     keyword: ClassVar[str] = "UIDL"
-    which: int | None
-
-    def __init__(self, which: int | None = None, *, _parsed: bool = False) -> None:
-        if not _parsed and which is not None:
-            _check_number(which, "UIDL message number")
-        object.__setattr__(self, "which", which)
-
-    @property
-    def expects_multiline(self) -> bool:
-        return self.which is None
 
 
 @dataclass(frozen=True, slots=True, init=False)
-class Retr(Command):
-    """``RETR msg``: the whole message as a multi-line reply."""
+class _Number(Command):
+    """A command with one message number."""
 
-    keyword: ClassVar[str] = "RETR"
     which: int
 
     def __init__(self, which: int, *, _parsed: bool = False) -> None:
         if not _parsed:
-            _check_number(which, "RETR message number")
+            _check_number(which, f"{self.keyword} message number")
         object.__setattr__(self, "which", which)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Retr(_Number):
+    """``RETR msg``: the whole message as a multi-line reply."""
+
+    keyword: ClassVar[str] = "RETR"
 
     @property
     def expects_multiline(self) -> bool:
@@ -274,16 +276,10 @@ class Retr(Command):
 
 
 @dataclass(frozen=True, slots=True, init=False)
-class Dele(Command):
+class Dele(_Number):
     """``DELE msg``: mark a message deleted (removed only at QUIT)."""
 
     keyword: ClassVar[str] = "DELE"
-    which: int
-
-    def __init__(self, which: int, *, _parsed: bool = False) -> None:
-        if not _parsed:
-            _check_number(which, "DELE message number")
-        object.__setattr__(self, "which", which)
 
 
 @dataclass(frozen=True, slots=True, init=False)

@@ -21,9 +21,10 @@ from itertools import accumulate, islice
 from operator import eq, lt
 from typing import TypeAlias, TypeVar
 
+from ._parsers import parse_list_line, parse_uidl_line
 from ._protocol_errors import RemoteProtocolError
 
-__all__ = ["ListParser", "MessageSizes", "UidlParser", "UniqueIds"]
+__all__ = ["ListParser", "MessageSizes", "UidlParser", "UniqueIds", "parse_list", "parse_uidl"]
 
 V = TypeVar("V")
 
@@ -61,20 +62,6 @@ def _range_of(typecode: str, first: int, count: int) -> array[int]:
     return cached[first:end]
 
 
-# No real count or size needs more digits; the cap keeps int() cheap and safe.
-_MAX_DIGITS = 20
-
-
-def decimal_field(token: bytes, what: str, *, minimum: int) -> int:
-    """A number field of a reply (STAT, LIST, UIDL): digits only, at least `minimum`."""
-    if not token.isdigit() or len(token) > _MAX_DIGITS:
-        raise RemoteProtocolError(f"{what} is not a decimal number: {token[:40]!r}")
-    value = int(token)
-    if value < minimum:
-        raise RemoteProtocolError(f"{what} out of range: {value}")
-    return value
-
-
 def _extended(column: _Column, tokens: Sequence[bytes] | Sequence[int]) -> _Column:
     """`column` with the integers of `tokens` appended; a wider column if they need one."""
     if type(column) is list:
@@ -91,15 +78,11 @@ def _extended(column: _Column, tokens: Sequence[bytes] | Sequence[int]) -> _Colu
     return column
 
 
-def _lines(block: bytes) -> Iterator[tuple[bytes, list[bytes]]]:
-    """Each non-blank line of `block` without its line end, and its first two fields.
-
-    Fewer than two fields is malformed; a third, if any, is the free text after them.
-    """
+def _lines(block: bytes) -> Iterator[bytes]:
+    """Each non-blank line of `block`, without its line end."""
     for line in block.split(b"\n"):
         if line.strip():
-            text = line[:-1] if line[-1:] == b"\r" else line
-            yield text, text.split(None, 2)
+            yield line[:-1] if line[-1:] == b"\r" else line
 
 
 def _is_range(numbers: _Column) -> bool:
@@ -331,13 +314,9 @@ class ListParser(_BodyParser):
             self._numbers = _extended(self._numbers, tokens[0::2])
             self._sizes = _extended(self._sizes, tokens[1::2])
             return
-        numbers: list[int] = []
-        sizes: list[int] = []
-        for line, fields in _lines(block):
-            if len(fields) < 2:
-                raise RemoteProtocolError(f"malformed scan listing: {line[:80]!r}")
-            numbers.append(decimal_field(fields[0], "message number", minimum=1))
-            sizes.append(decimal_field(fields[1], "message size", minimum=0))
+        entries = [parse_list_line(line) for line in _lines(block)]
+        numbers = [entry.number for entry in entries]
+        sizes = [entry.size for entry in entries]
         self._numbers = _extended(self._numbers, numbers)
         self._sizes = _extended(self._sizes, sizes)
 
@@ -382,13 +361,9 @@ class UidlParser(_BodyParser):
                 self._numbers = _extended(self._numbers, tokens[0::2])
                 uids = tokens[1::2]
             else:
-                numbers: list[int] = []
-                uids = []
-                for line, fields in _lines(block):
-                    if len(fields) < 2:
-                        raise RemoteProtocolError(f"malformed unique-id listing: {line[:80]!r}")
-                    numbers.append(decimal_field(fields[0], "message number", minimum=1))
-                    uids.append(fields[1])
+                entries = [parse_uidl_line(line) for line in _lines(block)]
+                numbers = [entry.number for entry in entries]
+                uids = [entry.uid.encode("ascii", "surrogateescape") for entry in entries]
                 self._numbers = _extended(self._numbers, numbers)
             if self._width and any(len(uid) != width for uid in uids):
                 self._vary()
@@ -411,3 +386,25 @@ class UidlParser(_BodyParser):
         if self._ends is None and not self._width:
             self._vary()  # no id at all
         return UniqueIds(self._numbers, self._blob, self._ends, self._width or 0)
+
+
+def parse_list(body: bytes) -> MessageSizes:
+    """Parse the body of ``LIST`` into ``{message number: size}``, in server order.
+
+    The result is a compact read-only mapping that compares equal to the
+    ``dict``; `ListParser` does the same for a body that arrives in pieces.
+    """
+    parser = ListParser()
+    parser.feed(body)
+    return parser.finish()
+
+
+def parse_uidl(body: bytes) -> UniqueIds:
+    """Parse the body of ``UIDL`` into ``{message number: unique id}``, in server order.
+
+    The result is a compact read-only mapping that compares equal to the
+    ``dict``; `UidlParser` does the same for a body that arrives in pieces.
+    """
+    parser = UidlParser()
+    parser.feed(body)
+    return parser.finish()

@@ -8,7 +8,14 @@ stored, and `NewlineNormalizer` produces those bytes, chunk by chunk.
 
 from __future__ import annotations
 
-__all__ = ["HeaderScreen", "NewlineNormalizer", "TopCutter", "normalize_newlines", "wire_size"]
+__all__ = [
+    "HeaderScreen",
+    "NewlineNormalizer",
+    "TopCutter",
+    "WireSizer",
+    "normalize_newlines",
+    "wire_size",
+]
 
 _CR = 0x0D
 _LF = 0x0A
@@ -19,13 +26,40 @@ def wire_size(message: bytes | bytearray) -> int:
 
     Equal to ``len(normalize_newlines(message))``, computed without building it.
     """
-    if not message:
-        return 0
-    bare_lf = message.count(b"\n") - message.count(b"\r\n")
-    size = len(message) + bare_lf
-    if message[-1] != _LF:
-        size += 2  # the CRLF added before the terminator
-    return size
+    sizer = WireSizer()
+    sizer.feed(message)
+    return sizer.size
+
+
+class WireSizer:
+    """`wire_size` of a message that arrives in chunks of any size (a file read in parts)."""
+
+    __slots__ = ("_bare_lf", "_last", "_total")
+
+    def __init__(self) -> None:
+        self._total = 0
+        self._bare_lf = 0
+        self._last = -1  # the last octet seen, or -1 before the first
+
+    def feed(self, chunk: bytes | bytearray) -> None:
+        if not chunk:
+            return
+        self._total += len(chunk)
+        self._bare_lf += chunk.count(b"\n") - chunk.count(b"\r\n")
+        if self._last == _CR and chunk[0] == _LF:
+            self._bare_lf -= 1  # a CRLF split across two chunks
+        self._last = chunk[-1]
+
+    @property
+    def size(self) -> int:
+        """The wire size of what was fed: each bare LF as CRLF, plus the CRLF added
+        at the end of a message that does not end with one."""
+        if not self._total:
+            return 0
+        size = self._total + self._bare_lf
+        if self._last != _LF:
+            size += 2  # the CRLF added before the terminator
+        return size
 
 
 def normalize_newlines(message: bytes | bytearray) -> bytes:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ._listings import ListParser, MessageSizes, UidlParser, UniqueIds, decimal_field
 from ._protocol_errors import RemoteProtocolError
 
 __all__ = [
@@ -19,10 +18,8 @@ __all__ = [
     "UniqueIdListing",
     "parse_auth_listing",
     "parse_lang_listing",
-    "parse_list",
     "parse_list_line",
     "parse_stat",
-    "parse_uidl",
     "parse_uidl_line",
 ]
 
@@ -48,25 +45,43 @@ class UniqueIdListing(NamedTuple):
     uid: str
 
 
-def parse_stat(text: bytes) -> MaildropStat:
-    """Parse the text of a ``+OK`` to ``STAT`` (``b"2 320"``, maybe more text after)."""
+# No real count or size needs more digits; the cap keeps int() cheap and safe.
+_MAX_DIGITS = 20
+
+
+def _decimal(token: bytes, what: str, *, minimum: int) -> int:
+    """A number field of a reply (STAT, LIST, UIDL): digits only, at least `minimum`."""
+    if not token.isdigit() or len(token) > _MAX_DIGITS:
+        raise RemoteProtocolError(f"{what} is not a decimal number: {token[:40]!r}")
+    value = int(token)
+    if value < minimum:
+        raise RemoteProtocolError(f"{what} out of range: {value}")
+    return value
+
+
+def _fields(text: bytes, what: str) -> list[bytes]:
+    """The fields of a reply of two or more (free text may follow, RFC 1939)."""
     parts = text.split(None, 2)
     if len(parts) < 2:
-        raise RemoteProtocolError(f"malformed STAT reply: {text[:80]!r}")
+        raise RemoteProtocolError(f"malformed {what}: {text[:80]!r}")
+    return parts
+
+
+def parse_stat(text: bytes) -> MaildropStat:
+    """Parse the text of a ``+OK`` to ``STAT`` (``b"2 320"``, maybe more text after)."""
+    parts = _fields(text, "STAT reply")
     return MaildropStat(
-        decimal_field(parts[0], "STAT message count", minimum=0),
-        decimal_field(parts[1], "STAT maildrop size", minimum=0),
+        _decimal(parts[0], "STAT message count", minimum=0),
+        _decimal(parts[1], "STAT maildrop size", minimum=0),
     )
 
 
 def parse_list_line(text: bytes) -> ScanListing:
     """Parse one scan listing, ``b"1 120"``: the ``+OK`` text of ``LIST n`` or a body line."""
-    parts = text.split(None, 2)
-    if len(parts) < 2:
-        raise RemoteProtocolError(f"malformed scan listing: {text[:80]!r}")
+    parts = _fields(text, "scan listing")
     return ScanListing(
-        decimal_field(parts[0], "message number", minimum=1),
-        decimal_field(parts[1], "message size", minimum=0),
+        _decimal(parts[0], "message number", minimum=1),
+        _decimal(parts[1], "message size", minimum=0),
     )
 
 
@@ -77,11 +92,9 @@ def parse_uidl_line(text: bytes) -> UniqueIdListing:
     accepted, since real servers send them. Octets outside ASCII come back as
     lone surrogates, so ``uid.encode("ascii", "surrogateescape")`` gives the bytes.
     """
-    parts = text.split(None, 2)
-    if len(parts) < 2:
-        raise RemoteProtocolError(f"malformed unique-id listing: {text[:80]!r}")
+    parts = _fields(text, "unique-id listing")
     return UniqueIdListing(
-        decimal_field(parts[0], "message number", minimum=1),
+        _decimal(parts[0], "message number", minimum=1),
         parts[1].decode("ascii", "surrogateescape"),
     )
 
@@ -91,28 +104,6 @@ def _body_lines(body: bytes) -> list[bytes]:
     if lines and not lines[-1]:
         lines.pop()
     return [line[:-1] if line[-1:] == b"\r" else line for line in lines]
-
-
-def parse_list(body: bytes) -> MessageSizes:
-    """Parse the body of ``LIST`` into ``{message number: size}``, in server order.
-
-    The result is a compact read-only mapping that compares equal to the
-    ``dict``; `ListParser` does the same for a body that arrives in pieces.
-    """
-    parser = ListParser()
-    parser.feed(body)
-    return parser.finish()
-
-
-def parse_uidl(body: bytes) -> UniqueIds:
-    """Parse the body of ``UIDL`` into ``{message number: unique id}``, in server order.
-
-    The result is a compact read-only mapping that compares equal to the
-    ``dict``; `UidlParser` does the same for a body that arrives in pieces.
-    """
-    parser = UidlParser()
-    parser.feed(body)
-    return parser.finish()
 
 
 def parse_lang_listing(body: bytes) -> list[tuple[str, str]]:

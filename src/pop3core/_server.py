@@ -94,6 +94,7 @@ __all__ = [
     "SessionEnded",
     "StartTLS",
     "UpdateRequest",
+    "is_valid_uid",
     "login_failure_message",
     "make_apop_timestamp",
 ]
@@ -117,8 +118,8 @@ _SIZE = operator.attrgetter("size")
 _UID = operator.attrgetter("uid")
 
 
-def _valid_uid(uid: object) -> bool:
-    """1-70 characters in 0x21-0x7E (RFC 1939 section 7)."""
+def is_valid_uid(uid: object) -> bool:
+    """Whether `uid` can be a unique id: 1-70 characters in 0x21-0x7E (RFC 1939 section 7)."""
     return (
         isinstance(uid, str)
         and 1 <= len(uid) <= 70
@@ -131,7 +132,7 @@ def _valid_uid(uid: object) -> bool:
 def _listing_is_valid(entries: list[MessageInfo]) -> bool:
     """Whether every size is an int >= 0 and every uid valid, in C-level passes.
 
-    The rule of `_valid_uid`, applied to all uids at once: a maildrop of
+    The rule of `is_valid_uid`, applied to all uids at once: a maildrop of
     100,000 messages is checked in a few milliseconds.
     """
     if not entries:
@@ -858,7 +859,7 @@ class ServerSession:
             for entry in entries:
                 if type(entry.size) is not int or entry.size < 0:
                     raise LocalProtocolError(f"invalid message size in listing: {entry}")
-                if not _valid_uid(entry.uid):
+                if not is_valid_uid(entry.uid):
                     raise LocalProtocolError(f"invalid unique id in listing: {entry.uid!r}")
         self._waiting = None
         self.username = waiting.username
