@@ -1,4 +1,9 @@
-"""Test helpers: draining events, feeding bytes in every split, and ConnectionPair."""
+"""Test helpers: draining events, feeding bytes in every split, and ConnectionPair.
+
+Every core test that feeds bytes runs in the three `SPLITS`: the bytes whole,
+one at a time, and whole with `TRAILING` octets after them, which must come
+out of the exchange unparsed (`Connection.trailing_data`).
+"""
 
 from __future__ import annotations
 
@@ -14,11 +19,17 @@ from pop3core import (
     ConnectionClosed,
     Data,
     Event,
+    Exchange,
     Role,
+    State,
 )
+from pop3core._receivebuffer import ReceiveBuffer
 
-Split = Literal["whole", "bytewise"]
-SPLITS: tuple[Split, ...] = ("whole", "bytewise")
+Split = Literal["whole", "bytewise", "trailing"]
+SPLITS: tuple[Split, ...] = ("whole", "bytewise", "trailing")
+
+TRAILING = b"\x00\x16 trailing octets that belong to no exchange\r\n"
+"""Never valid where they land: a parser that read them would fail loudly."""
 
 
 def drain(conn: Connection) -> list[Event]:
@@ -46,12 +57,44 @@ def merge_data(events: Iterable[Event]) -> list[Event]:
     return merged
 
 
+def drain_owed(conn: Connection) -> list[Event]:
+    """`drain`, but a client stops as soon as it is to speak: what follows is not
+    parsed (it would be the server's error, raised at the next look)."""
+    events: list[Event] = []
+    while not (
+        events
+        and conn.our_role is CLIENT
+        and conn.exchange in (Exchange.IDLE, Exchange.SASL)  # the client speaks next
+        and conn.state is not State.CLOSED
+    ):
+        event = conn.next_event()
+        if event is NEED_DATA or event is PAUSED:
+            break
+        events.append(event)
+        if type(event) is ConnectionClosed:
+            break
+    return events
+
+
 def feed(conn: Connection, data: bytes, split: Split = "whole") -> list[Event]:
-    """Feed `data` whole or one byte at a time, draining after each piece."""
+    """Feed `data` as `split` says, draining after each piece.
+
+    ``"trailing"`` feeds `data` and `TRAILING` at once, and checks that the
+    trailing octets are left exactly as they were.
+    """
     events: list[Event] = []
     if split == "whole":
         conn.receive_data(data)
         events.extend(drain(conn))
+    elif split == "trailing":
+        before, _ = conn.trailing_data
+        conn.receive_data(data + TRAILING)
+        events.extend(drain_owed(conn))
+        assert conn.trailing_data == (before + TRAILING, False), conn.trailing_data
+        # Take them back out, as if they had never come, so the session can go on.
+        conn._buffer = ReceiveBuffer()
+        if before:
+            conn._buffer.append(before)
     else:
         for i in range(len(data)):
             conn.receive_data(data[i : i + 1])
