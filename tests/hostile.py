@@ -23,7 +23,7 @@ from typing import Literal
 
 import pytest
 
-from tests.blocking_helpers import Certificates
+from tests.server_doubles import Certificates
 
 TLSMode = Literal["none", "starttls", "implicit"]
 TLS_MODES: tuple[TLSMode, ...] = ("none", "starttls", "implicit")

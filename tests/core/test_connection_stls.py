@@ -26,7 +26,7 @@ from pop3core import (
     Stls,
     User,
 )
-from tests.helpers import SPLITS, ConnectionPair, Split, drain, feed
+from tests.core.helpers import SPLITS, ConnectionPair, Split, drain, feed
 
 CAPA_PLAIN = [OkResponse(), Data(b"STLS\r\nUSER\r\nSASL PLAIN\r\n"), EndOfMultiline()]
 CAPA_TLS = [OkResponse(), Data(b"USER\r\nSASL PLAIN EXTERNAL\r\n"), EndOfMultiline()]

@@ -7,7 +7,7 @@ import re
 import pytest
 
 import pop3core as p
-from tests.helpers import drain
+from tests.core.helpers import drain
 
 
 def greeted_server() -> p.Connection:

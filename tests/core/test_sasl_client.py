@@ -20,7 +20,7 @@ from pop3core._sasl._registry import (
 )
 from pop3core._sasl._scram import ScramSHA256Client
 from pop3core._sasl._simple import ExternalClient, LoginClient, PlainClient
-from tests.helpers import SPLITS, Split, drain
+from tests.core.helpers import SPLITS, Split, drain
 
 TIMESTAMP = b"<1896.697170952@dbc.mtview.ca.us>"
 

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import pop3_blocking.poplib as dropin
-from tests.blocking_helpers import Certificates
 from tests.hostile import CAPA_STLS, TLS_MODES, Clock, HostileServer, Peer, TLSMode
+from tests.server_doubles import Certificates
 
 Hostile = Callable[..., HostileServer]
 

@@ -19,8 +19,8 @@ import pytest
 import pop3_blocking.poplib as dropin
 import pop3core as p
 from pop3_blocking._client import Client
-from tests.dovecot import Dovecot, start_dovecot
-from tests.mailcorpus import (
+from tests.interop.dovecot import Dovecot, start_dovecot
+from tests.interop.mailcorpus import (
     CorpusMessage,
     find_id,
     large_message,

@@ -33,7 +33,7 @@ from pop3core import (
     Top,
     Uidl,
 )
-from tests.helpers import SPLITS, Split, feed
+from tests.core.helpers import SPLITS, Split, feed
 
 END = EndOfMultiline()
 DIGEST = "c4c9334bac560ecc979e58001b3e22fb"

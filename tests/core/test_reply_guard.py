@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pop3core as p
-from tests.helpers import SPLITS, Split, feed
+from tests.core.helpers import SPLITS, Split, feed
 
 # ---------------------------------------------------------------- ReplyTimer
 

@@ -17,7 +17,7 @@ from pop3_blocking import Client, MaildirStore, PasswdFileAuthenticator
 from pop3_blocking.__main__ import demo, main
 from tests.peers import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_demo_fetches_with_both_clients_and_hides_secrets() -> None:

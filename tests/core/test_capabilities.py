@@ -1,6 +1,6 @@
 """CAPA replies (RFC 2449) parsed into `Capabilities`, with real servers' replies as fixtures.
 
-The fixtures in ``tests/corpus/capa/`` are whole replies in wire format. Each is
+The fixtures in ``tests/core/corpus/capa/`` are whole replies in wire format. Each is
 checked twice: `parse_capa` on its body, and a client `Connection` reading the
 wire bytes (whole, byte by byte, and split across segments) into
 ``conn.capabilities``.
@@ -26,7 +26,7 @@ from pop3core import (
     OkResponse,
     parse_capa,
 )
-from tests.helpers import SPLITS, Split, feed
+from tests.core.helpers import SPLITS, Split, feed
 
 CORPUS = Path(__file__).parent / "corpus" / "capa"
 

@@ -27,7 +27,7 @@ from pop3core._state import (
     Trigger,
     next_exchange,
 )
-from tests.helpers import ConnectionPair
+from tests.core.helpers import ConnectionPair
 
 OK, ERR, SENT = Outcome.OK, Outcome.ERR, Outcome.SENT
 PLAIN = p.Auth("PLAIN", b"\x00alice\x00secret")

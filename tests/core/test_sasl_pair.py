@@ -20,7 +20,7 @@ from pop3core._sasl._client import AuthExchange
 from pop3core._sasl._credentials import Credential, parse_passwd_file
 from pop3core._sasl._registry import SERVER_MECHANISMS, client_mechanism
 from pop3core._sasl._scram import ScramKeys, ScramSHA256Client
-from tests.helpers import SPLITS, Split, drain
+from tests.core.helpers import SPLITS, Split, drain
 
 PASSWORD = "pencil \u00e9t\u00e9"  # non-ASCII, unchanged by SASLprep
 TOKEN = "ya29.token-for-alice"

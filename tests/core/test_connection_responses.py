@@ -52,7 +52,7 @@ from pop3core import (
     User,
     Utf8,
 )
-from tests.helpers import SPLITS, ConnectionPair, Split, feed, merge_data
+from tests.core.helpers import SPLITS, ConnectionPair, Split, feed, merge_data
 
 DIGEST = "c4c9334bac560ecc979e58001b3e22fb"
 END = EndOfMultiline()

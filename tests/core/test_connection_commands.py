@@ -51,7 +51,7 @@ from pop3core import (
     User,
     Utf8,
 )
-from tests.helpers import SPLITS, ConnectionPair, Split, drain, feed
+from tests.core.helpers import SPLITS, ConnectionPair, Split, drain, feed
 
 # RFC 1939 section 7's APOP example.
 DIGEST = "c4c9334bac560ecc979e58001b3e22fb"

@@ -23,8 +23,7 @@ import pytest
 
 from pop3_blocking import MaildirStore, PasswdFileAuthenticator, Server
 from pop3core import ServerOptions
-from tests.blocking_helpers import Certificates
-from tests.mailcorpus import (
+from tests.interop.mailcorpus import (
     find_id,
     large_message,
     seed_maildir,
@@ -32,6 +31,7 @@ from tests.mailcorpus import (
     special_messages,
 )
 from tests.peers import peer
+from tests.server_doubles import Certificates
 
 MESSAGES = [*special_messages(), *small_messages(30), large_message(4 * 1024 * 1024)]
 BY_ID = {m.hid: m for m in MESSAGES}

@@ -35,10 +35,10 @@ from hypothesis import strategies as st
 import pop3_blocking.poplib as dropin
 import pop3core as p
 from pop3_blocking._server import Server
-from tests.blocking_helpers import Certificates, DictAuthenticator, DictStore
 from tests.peers import unavailable
+from tests.server_doubles import Certificates, DictAuthenticator, DictStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # -- CPython's own test suite -------------------------------------------------------
 

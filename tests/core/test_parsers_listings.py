@@ -28,7 +28,7 @@ from pop3core import (
 )
 from pop3core import List as ListCommand
 from pop3core import Uidl as UidlCommand
-from tests.helpers import feed
+from tests.core.helpers import feed
 
 # ------------------------------------------------------------------ STAT
 

@@ -23,7 +23,7 @@ import pytest
 import pop3core as p
 from pop3_blocking import Client, MemoryAuthenticator, Server
 from pop3_blocking._storage import Maildrop
-from tests.blocking_helpers import Certificates, DictMaildrop, DictStore
+from tests.server_doubles import Certificates, DictMaildrop, DictStore
 
 MAIL = {"alice": [b"Subject: hi\n\nhello\n"], "bob": [b"Subject: one\n\n1\n"] * 2}
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}

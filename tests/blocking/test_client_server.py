@@ -18,7 +18,7 @@ import pytest
 import pop3core as p
 from pop3_blocking._client import Client
 from pop3_blocking._server import Server
-from tests.blocking_helpers import Certificates, DictAuthenticator, DictStore
+from tests.server_doubles import Certificates, DictAuthenticator, DictStore
 
 MESSAGES = [
     b"Subject: one\n\n.leading dot line\nbody\n",

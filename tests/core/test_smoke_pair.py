@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 import pop3core as p
-from tests.helpers import SPLITS, ConnectionPair
+from tests.core.helpers import SPLITS, ConnectionPair
 
 
 @pytest.mark.parametrize("split", SPLITS)

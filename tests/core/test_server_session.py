@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import pop3core as p
 from pop3core._message import HeaderScreen
-from tests.helpers import SPLITS, Split, drain, feed
+from tests.core.helpers import SPLITS, Split, drain, feed
 
 RFC_TIMESTAMP = b"<1896.697170952@dbc.mtview.ca.us>"
 UTF8_OFFERED = p.ServerOptions(allow_cleartext=True, utf8=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pop3core import CLIENT, Apop, Connection, Greeting, apop_digest, find_apop_timestamp
-from tests.helpers import feed
+from tests.core.helpers import feed
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ from pop3core import (
     RemoteProtocolError,
     State,
 )
-from tests.helpers import SPLITS, ConnectionPair, Split, feed
+from tests.core.helpers import SPLITS, ConnectionPair, Split, feed
 
 TRAILING = b"\x16\x00 not parsed\r\n"
 

@@ -37,7 +37,7 @@ from pop3core import (
     Uidl,
     User,
 )
-from tests.helpers import SPLITS, ConnectionPair, Split, drain, feed
+from tests.core.helpers import SPLITS, ConnectionPair, Split, drain, feed
 
 END = EndOfMultiline()
 

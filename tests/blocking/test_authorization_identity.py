@@ -23,8 +23,8 @@ import trustme
 
 import pop3core as p
 from pop3_blocking import Client, MemoryAuthenticator, MemoryStore, Server
-from tests.blocking_helpers import Certificates
-from tests.test_sasl_pair import App, Wire
+from tests.core.test_sasl_pair import App, Wire
+from tests.server_doubles import Certificates
 
 PASSWORD = "bob's password"
 TOKEN = "token-issued-to-bob"

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 import pop3core as p
-from tests.dovecot import Dovecot, start_dovecot
+from tests.interop.dovecot import Dovecot, start_dovecot
 
 MECHANISMS = "plain login cram-md5 scram-sha-1 scram-sha-256 apop"
 

@@ -25,7 +25,7 @@ import pop3core as p
 from pop3_blocking import Client
 from tests.peers import free_port, peer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FILTER = ROOT / "docs" / "fail2ban" / "pop3-server.conf"
 
 

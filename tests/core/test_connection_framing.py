@@ -31,7 +31,7 @@ from pop3core import (
     State,
     User,
 )
-from tests.helpers import ConnectionPair, drain, merge_data
+from tests.core.helpers import ConnectionPair, drain, merge_data
 
 CHUNKINGS = ["whole", "bytewise", "chunks-7", "split-before-lf"]
 

@@ -20,8 +20,8 @@ import pytest
 
 import pop3core as p
 from pop3_blocking._client import Client, SizeLimitExceeded
-from tests.blocking_helpers import Certificates
 from tests.hostile import TLS_MODES, Clock, HostileServer, Peer, TLSMode
+from tests.server_doubles import Certificates
 
 Hostile = Callable[..., HostileServer]
 Connect = Callable[..., Client]
