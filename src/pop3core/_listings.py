@@ -13,6 +13,7 @@ not in the canonical ``<number> <token>`` form.
 
 from __future__ import annotations
 
+import abc
 import re
 from array import array
 from bisect import bisect_left
@@ -143,12 +144,12 @@ class _Listing(Mapping[int, V]):
         positions = self._positions
         return index if positions is None else positions[index]
 
-    def _value(self, position: int) -> V:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _value(self, position: int) -> V: ...
 
+    @abc.abstractmethod
     def _values(self) -> Iterator[V]:
         """The values in the server's order."""
-        raise NotImplementedError
 
     def __getitem__(self, number: int) -> V:
         return self._value(self._position(number))
@@ -257,7 +258,7 @@ class UniqueIds(_Listing[str]):
             start = end
 
 
-class _BodyParser:
+class _BodyParser(abc.ABC):
     """Cuts a body fed in pieces into blocks of whole lines, for `_block`."""
 
     __slots__ = ("_numbers", "_partial")
@@ -290,8 +291,8 @@ class _BodyParser:
             self._block(b"".join(self._partial))  # a last line without its line end
             self._partial = []
 
-    def _block(self, block: bytes) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _block(self, block: bytes) -> None: ...
 
 
 class ListParser(_BodyParser):

@@ -266,11 +266,8 @@ class SessionState:
         if allowed is None:
             return f"no command is allowed in state {self.state.value}"
         if kind not in allowed:
-            if self.state is State.AUTHORIZATION:
-                return "log in first"
-            if kind in _AUTHORIZATION_COMMANDS:
-                return "already authenticated"
-            return "command not valid in this state"
+            # Every command is allowed in AUTHORIZATION or in TRANSACTION.
+            return "log in first" if self.state is State.AUTHORIZATION else "already authenticated"
         if kind is Pass and not self.user_accepted:
             return "send USER first"
         if kind is Stls:

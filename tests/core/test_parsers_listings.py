@@ -266,3 +266,20 @@ def test_parse_lang_listing(body: bytes, expected: list[tuple[str, str]]) -> Non
 )
 def test_parse_auth_listing(body: bytes, expected: list[str]) -> None:
     assert parse_auth_listing(body) == expected
+
+
+def test_listings_with_blank_lines_and_odd_numbering() -> None:
+    import pop3core as p
+
+    # Blank lines are skipped; numbers beyond 2**64 (a hostile server) are kept exactly.
+    huge = 2**65  # 20 digits, the most a field may have
+    sizes = p.parse_list(b"\r\n%d 5\r\n3 7\r\n\r\n" % huge)
+    assert sizes == {huge: 5, 3: 7}
+    assert 3 in sizes
+    assert huge in sizes
+    assert 4 not in sizes
+    assert p.parse_uidl(b"") == {}
+    assert p.parse_lang_listing(b"en English\r\n\r\nde Deutsch\r\n") == [
+        ("en", "English"),
+        ("de", "Deutsch"),
+    ]
