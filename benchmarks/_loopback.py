@@ -41,7 +41,7 @@ from typing import Any
 import pop3core as p
 from _harness import corpus, make_listing, make_text_message
 from pop3_blocking._server import Server
-from pop3_blocking._storage import Maildrop, MaildropError
+from pop3_stores import Maildrop, MaildropError
 
 HOST = "127.0.0.1"
 PASSWORD = "secret"

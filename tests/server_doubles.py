@@ -10,7 +10,7 @@ from typing import Any
 import trustme
 
 import pop3core as p
-from pop3_blocking._storage import MaildropLocked
+from pop3_stores import MaildropLocked
 
 
 class Certificates:

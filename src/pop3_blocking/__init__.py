@@ -12,17 +12,22 @@
 All protocol logic lives in `pop3core`; this package only moves bytes.
 """
 
-from ._client import MAX_MESSAGE_SIZE, Client, SizeLimitExceeded
-from ._server import MINIMUM_AUTOLOGOUT, Server
-from ._storage import Authenticator, Maildrop, MaildropError, MaildropLocked, MailStore
-from ._stores import (
+from pop3_stores import (
+    Authenticator,
     MaildirMaildrop,
     MaildirStore,
+    Maildrop,
+    MaildropError,
+    MaildropLocked,
+    MailStore,
     MemoryAuthenticator,
     MemoryMaildrop,
     MemoryStore,
     PasswdFileAuthenticator,
 )
+
+from ._client import MAX_MESSAGE_SIZE, Client, SizeLimitExceeded
+from ._server import MINIMUM_AUTOLOGOUT, Server
 from .poplib import POP3, POP3_PORT, POP3_SSL, POP3_SSL_PORT, error_proto
 
 __all__ = [

@@ -20,10 +20,10 @@ import threading
 from collections.abc import Sequence
 
 import pop3core
+from pop3_stores import MaildirStore, MemoryAuthenticator, MemoryStore, PasswdFileAuthenticator
 
 from ._client import Client
 from ._server import MINIMUM_AUTOLOGOUT, Server
-from ._stores import MaildirStore, MemoryAuthenticator, MemoryStore, PasswdFileAuthenticator
 from .poplib import POP3
 
 # The format docs/fail2ban/pop3-server.conf expects: a timestamp fail2ban can read.

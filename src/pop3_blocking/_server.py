@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
+from pop3_stores import Authenticator, Maildrop, MaildropError, MaildropLocked, MailStore
 from pop3core import (
     IN_USE,
     MINIMUM_AUTOLOGOUT,
@@ -53,8 +54,6 @@ from pop3core import (
     login_failure_message,
     server_mechanisms,
 )
-
-from ._storage import Authenticator, Maildrop, MaildropError, MaildropLocked, MailStore
 
 __all__ = ["MINIMUM_AUTOLOGOUT", "Server"]
 

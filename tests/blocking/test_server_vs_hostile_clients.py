@@ -22,7 +22,7 @@ import pytest
 
 import pop3core as p
 from pop3_blocking import Client, MemoryAuthenticator, Server
-from pop3_blocking._storage import Maildrop
+from pop3_stores import Maildrop
 from tests.server_doubles import Certificates, DictMaildrop, DictStore
 
 MAIL = {"alice": [b"Subject: hi\n\nhello\n"], "bob": [b"Subject: one\n\n1\n"] * 2}

@@ -22,21 +22,19 @@ from typing import BinaryIO
 import pytest
 
 import pop3core as p
-from pop3_blocking import _stores
 from pop3_blocking._client import Client
 from pop3_blocking._server import Server
-from pop3_blocking._storage import (
+from pop3_stores import (
     Authenticator,
+    MaildirStore,
     Maildrop,
     MaildropError,
     MaildropLocked,
     MailStore,
-)
-from pop3_blocking._stores import (
-    MaildirStore,
     MemoryAuthenticator,
     MemoryStore,
     PasswdFileAuthenticator,
+    _maildir,
 )
 
 # Every line-ending shape a stored message can have.
@@ -400,13 +398,13 @@ def test_maildir_honours_w_but_not_s(maildir: Maildir, store: MaildirStore) -> N
 def count_scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record the files whose size MaildirStore counts by reading them."""
     calls: list[str] = []
-    original = _stores._scan_wire_size
+    original = _maildir._scan_wire_size
 
     def scan(file: BinaryIO, chunk_size: int = 1024 * 1024) -> int:
         calls.append(str(file.name))
         return original(file, chunk_size)
 
-    monkeypatch.setattr(_stores, "_scan_wire_size", scan)
+    monkeypatch.setattr(_maildir, "_scan_wire_size", scan)
     return calls
 
 
@@ -459,7 +457,7 @@ def test_w_fits_is_exactly_the_sizes_files_can_have() -> None:
             last = data[-1] if data else -1
             possible.setdefault((length, last), set()).add(dovecot_w(data))
     for (length, last), sizes in possible.items():
-        fitting = {w for w in range(3 * length + 3) if _stores._w_fits(w, length, last)}
+        fitting = {w for w in range(3 * length + 3) if _maildir._w_fits(w, length, last)}
         assert fitting == sizes, (length, last)
 
 
@@ -624,7 +622,7 @@ def test_maildir_in_process_registry_without_flock(
 
 HOLDER = """
 import sys
-from pop3_blocking._stores import MaildirStore
+from pop3_stores import MaildirStore
 maildrop = MaildirStore(sys.argv[1]).open("alice")
 print("locked", flush=True)
 sys.stdin.read()
@@ -701,7 +699,7 @@ def test_maildir_fifo_swapped_in_at_login_is_skipped(
 ) -> None:
     victim = maildir.deliver(b"swapped\n").name + ":2,"
     maildir.deliver(b"kept\n")
-    real_open = _stores._open_regular
+    real_open = _maildir._open_regular
 
     def swap_then_open(path: str) -> BinaryIO:
         if os.path.basename(path) == victim and os.path.isfile(path):
@@ -709,10 +707,10 @@ def test_maildir_fifo_swapped_in_at_login_is_skipped(
             os.mkfifo(path)
         return real_open(path)
 
-    monkeypatch.setattr(_stores, "_open_regular", swap_then_open)
+    monkeypatch.setattr(_maildir, "_open_regular", swap_then_open)
     fifo = maildir.path / "cur" / victim
     maildrop = without_blocking_on(fifo, lambda: store.open("alice"))
-    assert isinstance(maildrop, _stores.MaildirMaildrop)
+    assert isinstance(maildrop, _maildir.MaildirMaildrop)
     with maildrop:
         assert [read_all(maildrop, i) for i in range(len(maildrop.listing()))] == [b"kept\r\n"]
 
@@ -723,14 +721,14 @@ def test_maildir_file_that_cannot_be_read_at_login_is_skipped(
     """One unreadable file (EIO, EACCES) does not lock the user out of the rest."""
     victim = maildir.deliver(b"unreadable\n").name + ":2,"
     maildir.deliver(b"kept\n")
-    real_open = _stores._open_regular
+    real_open = _maildir._open_regular
 
     def failing_open(path: str) -> BinaryIO:
         if os.path.basename(path) == victim:
             raise OSError(errno.EIO, "Input/output error", path)
         return real_open(path)
 
-    monkeypatch.setattr(_stores, "_open_regular", failing_open)
+    monkeypatch.setattr(_maildir, "_open_regular", failing_open)
     with store.open("alice") as maildrop:
         assert [read_all(maildrop, i) for i in range(len(maildrop.listing()))] == [b"kept\r\n"]
     assert victim in maildir.files("cur")  # left alone
@@ -873,7 +871,7 @@ def test_scan_wire_size_matches_wire_size(tmp_path: Path, seed: int) -> None:
     path.write_bytes(data)
     for chunk_size in (1, 2, 3, 5, 64, 1024):
         with open(path, "rb") as file:
-            assert _stores._scan_wire_size(file, chunk_size) == p.wire_size(data), chunk_size
+            assert _maildir._scan_wire_size(file, chunk_size) == p.wire_size(data), chunk_size
 
 
 # ================================================================ authenticators
@@ -967,11 +965,11 @@ def test_passwd_file_missing_then_created(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     users = tmp_path / "users"
-    with caplog.at_level(logging.WARNING, logger="pop3_blocking"):
+    with caplog.at_level(logging.WARNING, logger="pop3_stores"):
         auth = PasswdFileAuthenticator(users)
         assert auth.credential("alice") is None
         assert auth.credential("alice") is None
-    warnings = [r for r in caplog.records if r.name == "pop3_blocking"]
+    warnings = [r for r in caplog.records if r.name == "pop3_stores"]
     assert len(warnings) == 1  # once, not on every call
     assert "no users" in warnings[0].getMessage()
     users.write_text(passwd_line("alice", "secret") + "\n")
@@ -985,7 +983,7 @@ def test_passwd_file_missing_then_created(
 def test_passwd_file_unreadable(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     users = tmp_path / "users"
     users.mkdir()  # opening it fails, as for a file without read permission
-    with caplog.at_level(logging.WARNING, logger="pop3_blocking"):
+    with caplog.at_level(logging.WARNING, logger="pop3_stores"):
         auth = PasswdFileAuthenticator(users)
         assert auth.credential("alice") is None
     assert "cannot read the users file" in caplog.text
@@ -1003,13 +1001,13 @@ def test_passwd_file_skips_malformed_lines(
         + passwd_line("bob", "pencil").encode()
         + b"\n"
     )
-    with caplog.at_level(logging.WARNING, logger="pop3_blocking"):
+    with caplog.at_level(logging.WARNING, logger="pop3_stores"):
         auth = PasswdFileAuthenticator(users)
     assert auth.credential("broken") is None
     assert auth.credential("latin") is None
     assert auth.credential("alice") is not None
     assert auth.credential("bob") is not None
-    messages = [r.getMessage() for r in caplog.records if r.name == "pop3_blocking"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "pop3_stores"]
     assert any("line 1" in m for m in messages)
     assert any("line 3" in m and "UTF-8" in m for m in messages)
 

@@ -1,6 +1,6 @@
 """The contract between a POP3 server and where mail and credentials live.
 
-Both servers (this package's threaded one and pop3_anyio's) use these
+Both servers (`pop3_blocking`'s threaded one and `pop3_anyio`'s) use these
 interfaces and the stores that implement them; the async server calls them in
 worker threads, so every method here may block on file I/O.
 

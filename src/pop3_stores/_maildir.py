@@ -1,20 +1,7 @@
-"""The mail and credential stores both POP3 servers use (see `_storage` for the contract).
-
-* `MemoryStore`: maildrops held in memory, for tests, demonstrations and
-  embedding; `deliver` adds mail while the server runs.
-* `MaildirStore`: one Maildir per user, found through a path template, locked
-  with ``flock`` so that other processes running this code are kept out too.
-* `MemoryAuthenticator`: users and passwords (or prepared credentials) and
-  OAuth 2.0 bearer tokens given as mappings.
-* `PasswdFileAuthenticator`: a Dovecot-style passwd-file, re-read when it changes.
-
-Everything here is thread-safe: the threaded server calls a store from one
-thread per session, the anyio server from worker threads.
-"""
+"""`MaildirStore`: one Maildir per user, locked with ``flock`` across processes."""
 
 from __future__ import annotations
 
-import abc
 import hashlib
 import logging
 import os
@@ -22,211 +9,25 @@ import re
 import stat
 import sys
 import threading
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, BinaryIO, TypeVar
+from typing import BinaryIO
 
-from pop3core import (
-    Credential,
-    MessageInfo,
-    NewlineNormalizer,
-    PasswdEntry,
-    WireSizer,
-    is_valid_uid,
-    normalize_newlines,
-    parse_passwd_line,
-    store_mechanisms,
-)
+from pop3core import MessageInfo, NewlineNormalizer, WireSizer, is_valid_uid
 
-from ._storage import MaildropError, MaildropLocked
+from ._interfaces import MaildropError, MaildropLocked
+from ._maildrops import DEFAULT_CHUNK, SessionMaildrop, check_indexes
 
 if sys.platform != "win32":
     import fcntl
 
-__all__ = [
-    "MaildirMaildrop",
-    "MaildirStore",
-    "MemoryAuthenticator",
-    "MemoryMaildrop",
-    "MemoryStore",
-    "PasswdFileAuthenticator",
-]
+__all__ = ["MaildirMaildrop", "MaildirStore"]
 
-logger = logging.getLogger("pop3_blocking")
+logger = logging.getLogger("pop3_stores")
 
 _LF = 0x0A
-_DEFAULT_CHUNK = 256 * 1024
 _SCAN_CHUNK = 1024 * 1024  # for sizing files: big reads, one buffer at a time
 
-# RFC 1939 section 7: a unique id is 1 to 70 characters in 0x21-0x7E.
-
-
-def _check_indexes(indexes: Iterable[int], count: int) -> list[int]:
-    """The distinct indexes, sorted; IndexError for any outside ``0 <= i < count``.
-
-    Negative indexes are refused rather than counted from the end: a store must
-    never remove a message that was not asked for.
-    """
-    checked = sorted(set(indexes))
-    for index in checked:
-        if not 0 <= index < count:
-            raise IndexError(f"no message at index {index} (there are {count})")
-    return checked
-
-
-class _SessionMaildrop(abc.ABC):
-    """What both stores' maildrops share: refusing use after `close`, and ``with``."""
-
-    _closed: bool
-
-    @abc.abstractmethod
-    def close(self) -> None:
-        """Release the lock. Idempotent."""
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise MaildropError("the maildrop is closed")
-
-    def __enter__(self: _M) -> _M:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-_M = TypeVar("_M", bound=_SessionMaildrop)
-
-
-# ---------------------------------------------------------------- memory
-
-
-@dataclass(frozen=True, slots=True)
-class _Stored:
-    uid: str
-    data: bytes  # CRLF-normalised: what RETR sends
-
-
-class MemoryStore:
-    """Maildrops in memory: ``{user: [message, ...]}``.
-
-    Messages may use LF or CRLF line ends (or a mix); they are stored
-    CRLF-normalised, so sizes are exact. A message's unique id is a digest of
-    its normalised bytes plus how many identical messages the user got before
-    it: stable for as long as the store lives, different for every delivery,
-    and the same again when a restarted program delivers the same mail in the
-    same order (so a client that leaves mail on the server does not fetch it
-    twice). Any user name opens a maildrop (empty if it never got mail):
-    deciding who exists is the authenticator's job. One session per user at
-    a time, within this process.
-    """
-
-    def __init__(self, mail: Mapping[str, Sequence[bytes]] | None = None) -> None:
-        self._lock = threading.Lock()
-        self._mail: dict[str, list[_Stored]] = {}
-        self._deliveries: dict[tuple[str, str], int] = {}  # (user, digest) -> count so far
-        self._locked: set[str] = set()
-        for user, messages in (mail or {}).items():
-            if isinstance(messages, (bytes, bytearray, memoryview, str)):
-                raise TypeError(f"the mail of {user!r} must be a sequence of messages")
-            for message in messages:
-                self.deliver(user, message)
-
-    def deliver(self, user: str, message: bytes | bytearray | memoryview) -> str:
-        """Append `message` to `user`'s maildrop; return its unique id.
-
-        Sessions already open keep the listing they started with and see it
-        next time.
-        """
-        if not isinstance(message, (bytes, bytearray, memoryview)):
-            raise TypeError(f"a message must be bytes, not {type(message).__name__}")
-        data = normalize_newlines(bytes(message))
-        digest = hashlib.sha256(data).hexdigest()[:32]
-        with self._lock:
-            copies = self._deliveries.get((user, digest), 0)
-            self._deliveries[user, digest] = copies + 1
-            stored = _Stored(f"{digest}.{copies}", data)
-            self._mail.setdefault(user, []).append(stored)
-        return stored.uid
-
-    def messages(self, user: str) -> list[bytes]:
-        """The messages `user` has now, CRLF-normalised, in order."""
-        with self._lock:
-            return [stored.data for stored in self._mail.get(user, ())]
-
-    def open(self, username: str) -> MemoryMaildrop:
-        """Lock `username`'s maildrop and take a snapshot of it for one session.
-
-        Raises `MaildropLocked` while another session has it open.
-        """
-        with self._lock:
-            if username in self._locked:
-                raise MaildropLocked(f"the maildrop of {username!r} is in use")
-            self._locked.add(username)
-            snapshot = list(self._mail.get(username, ()))
-        return MemoryMaildrop(self, username, snapshot)
-
-    def _remove(self, user: str, uids: set[str]) -> bool:
-        with self._lock:
-            kept = [stored for stored in self._mail.get(user, ()) if stored.uid not in uids]
-            removed = len(self._mail.get(user, ())) - len(kept)
-            self._mail[user] = kept
-        return removed == len(uids)
-
-    def _release(self, user: str) -> None:
-        with self._lock:
-            self._locked.discard(user)
-
-
-class MemoryMaildrop(_SessionMaildrop):
-    """One session's view of a `MemoryStore` maildrop (see `_storage.Maildrop`)."""
-
-    def __init__(self, store: MemoryStore, user: str, messages: list[_Stored]) -> None:
-        self._store = store
-        self.user = user
-        self._messages = messages
-        self._listing = [MessageInfo(len(stored.data), stored.uid) for stored in messages]
-        self._closed = False
-
-    def listing(self) -> Sequence[MessageInfo]:
-        """The messages as they were when the session opened the maildrop."""
-        return list(self._listing)
-
-    def read(self, index: int, chunk_size: int = _DEFAULT_CHUNK) -> Generator[bytes, None, None]:
-        """Message `index` (0-based) in chunks of at most `chunk_size` octets."""
-        self._check_open()
-        if chunk_size < 1:
-            raise ValueError("chunk_size must be at least 1")
-        (index,) = _check_indexes((index,), len(self._messages))
-        return self._chunks(self._messages[index].data, chunk_size)
-
-    @staticmethod
-    def _chunks(data: bytes, chunk_size: int) -> Generator[bytes, None, None]:
-        for start in range(0, len(data), chunk_size):
-            yield data[start : start + chunk_size]
-
-    def commit(self, indexes: Sequence[int]) -> bool:
-        """Remove exactly these messages of this session's listing.
-
-        Mail delivered since the session opened is kept, whatever its position.
-        """
-        self._check_open()
-        doomed = {self._messages[i].uid for i in _check_indexes(indexes, len(self._messages))}
-        return self._store._remove(self.user, doomed) if doomed else True
-
-    def close(self) -> None:
-        """Release the lock. Idempotent."""
-        if not self._closed:
-            self._closed = True
-            self._store._release(self.user)
-
-
-# ---------------------------------------------------------------- Maildir
 
 _LOCK_NAME = "pop3.lock"  # distinct from Dovecot's dovecot-uidlist.lock (a dotlock)
 _INFO_SEP = ":"
@@ -570,7 +371,7 @@ class MaildirStore:
             return _scan_wire_size(file)
 
 
-class MaildirMaildrop(_SessionMaildrop):
+class MaildirMaildrop(SessionMaildrop):
     """One session's view of a Maildir, opened by `MaildirStore.open`."""
 
     def __init__(self, maildir: str, lock: _Lock, messages: list[_MaildirMessage]) -> None:
@@ -592,7 +393,7 @@ class MaildirMaildrop(_SessionMaildrop):
         """The messages found at open time, in delivery order."""
         return list(self._listing)
 
-    def read(self, index: int, chunk_size: int = _DEFAULT_CHUNK) -> Generator[bytes, None, None]:
+    def read(self, index: int, chunk_size: int = DEFAULT_CHUNK) -> Generator[bytes, None, None]:
         """Stream message `index` (0-based), CRLF-normalised; a generator.
 
         Reads the file `chunk_size` octets at a time, so a chunk is at most
@@ -605,7 +406,7 @@ class MaildirMaildrop(_SessionMaildrop):
         self._check_open()
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
-        (index,) = _check_indexes((index,), len(self._messages))
+        (index,) = check_indexes((index,), len(self._messages))
         return self._stream(self._messages[index], index, chunk_size)
 
     def _stream(
@@ -689,7 +490,7 @@ class MaildirMaildrop(_SessionMaildrop):
         self._check_open()
         all_removed = True
         missing: list[_MaildirMessage] = []
-        for index in _check_indexes(indexes, len(self._messages)):
+        for index in check_indexes(indexes, len(self._messages)):
             message = self._messages[index]
             try:
                 os.unlink(message.path)
@@ -720,140 +521,3 @@ class MaildirMaildrop(_SessionMaildrop):
         """Release the lock. Idempotent."""
         self._closed = True
         self._lock.release()
-
-
-# ---------------------------------------------------------------- credentials
-
-
-class MemoryAuthenticator:
-    """Users from a mapping: a plaintext password or a prepared `Credential` each.
-
-    ``tokens`` maps user names to the OAuth 2.0 bearer token issued to each
-    (XOAUTH2, OAUTHBEARER); a token is looked up by its SHA-256 digest, so its
-    owner is found without comparing secrets byte by byte.
-    """
-
-    def __init__(
-        self,
-        users: Mapping[str, str | Credential],
-        *,
-        tokens: Mapping[str, str] | None = None,
-    ) -> None:
-        self._users = {
-            name: value if isinstance(value, Credential) else Credential.from_password(value)
-            for name, value in users.items()
-        }
-        self._token_owners = {_token_key(token): name for name, token in (tokens or {}).items()}
-        if len(self._token_owners) != len(tokens or {}):
-            raise ValueError("two users have the same token")
-
-    def credential(self, username: str) -> Credential | None:
-        """The credential of `username`, or None."""
-        return self._users.get(username)
-
-    def mechanisms(self) -> list[str]:
-        """The SASL mechanisms every user's credential can serve."""
-        return store_mechanisms(self._users.values())
-
-    def check_token(self, username: str, token: str, mechanism: str) -> str | bool:
-        """The user `token` was issued to, or False (any mechanism).
-
-        The owner, not a yes for `username`: the session itself refuses a
-        client that names one user and holds another's token.
-        """
-        return self._token_owners.get(_token_key(token), False)
-
-
-def _token_key(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-
-
-_Signature = tuple[int, int, int, int, int]
-
-
-class PasswdFileAuthenticator:
-    """Users from a Dovecot-style passwd-file (``user:{SCHEME}data[:...]`` lines).
-
-    The file is read at construction and again whenever its inode, size, mtime
-    or ctime change (checked on every call: one ``stat``), so it can be edited
-    or replaced while the server runs. A missing or unreadable file means no
-    users; a malformed line (or one that is not UTF-8) is skipped. Both are
-    logged as warnings to the ``pop3_blocking`` logger, once per version of
-    the file. As in Dovecot, the first line for a user wins; user names are
-    matched exactly. There are no OAuth tokens: `check_token` returns False.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
-        self._lock = threading.Lock()
-        self._signature: _Signature | None = None
-        self._loaded = False
-        self._failure: str | None = None  # the last reason for no users, logged once
-        self._entries: dict[str, PasswdEntry] = {}
-        self._current()
-
-    def credential(self, username: str) -> Credential | None:
-        """The credential of `username` in the file as it is now, or None."""
-        entry = self._current().get(username)
-        return None if entry is None else entry.credential
-
-    def mechanisms(self) -> list[str]:
-        """The SASL mechanisms every user's record in the file can serve."""
-        return store_mechanisms(entry.credential for entry in self._current().values())
-
-    def check_token(self, username: str, token: str, mechanism: str) -> bool | dict[str, Any]:
-        """Always False: a passwd-file holds no OAuth tokens."""
-        return False
-
-    @staticmethod
-    def _signature_of(st: os.stat_result) -> _Signature:
-        # ctime too: a chmod that makes the file readable must trigger a reload.
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-    def _current(self) -> dict[str, PasswdEntry]:
-        with self._lock:
-            try:
-                st = os.stat(self.path)
-            except OSError as exc:
-                if not self._loaded or self._signature is not None:
-                    self._loaded, self._signature = True, None
-                    self._fail(f"cannot read the users file {self.path}: {exc}")
-                return self._entries
-            signature = self._signature_of(st)
-            if not self._loaded or signature != self._signature:
-                self._loaded = True
-                self._load(signature)
-            return self._entries
-
-    def _fail(self, reason: str) -> None:
-        self._entries = {}
-        if reason != self._failure:
-            logger.warning("%s; no users", reason)
-        self._failure = reason
-
-    def _load(self, signature: _Signature) -> None:
-        # Until the file changes, this version (even an unreadable one) stands.
-        self._signature = signature
-        try:
-            with open(self.path, "rb") as file:
-                # The signature of what is read, in case it was replaced since the stat.
-                self._signature = self._signature_of(os.fstat(file.fileno()))
-                data = file.read()
-        except OSError as exc:
-            self._fail(f"cannot read the users file {self.path}: {exc}")
-            return
-        self._failure = None
-        entries: dict[str, PasswdEntry] = {}
-        # bytes.splitlines splits only at CR and LF, unlike str.splitlines.
-        for number, raw in enumerate(data.splitlines(), 1):
-            try:
-                entry = parse_passwd_line(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                logger.warning("%s line %d: not UTF-8; skipped", self.path, number)
-                continue
-            except ValueError as exc:
-                logger.warning("%s line %d: %s; skipped", self.path, number, exc)
-                continue
-            if entry is not None:
-                entries.setdefault(entry.username, entry)
-        self._entries = entries
