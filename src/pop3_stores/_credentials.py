@@ -69,7 +69,7 @@ class PasswdFileAuthenticator:
     or ctime change (checked on every call: one ``stat``), so it can be edited
     or replaced while the server runs. A missing or unreadable file means no
     users; a malformed line (or one that is not UTF-8) is skipped. Both are
-    logged as warnings to the ``pop3_blocking`` logger, once per version of
+    logged as warnings to the ``pop3_stores`` logger, once per version of
     the file. As in Dovecot, the first line for a user wins; user names are
     matched exactly. There are no OAuth tokens: `check_token` returns False.
     """

@@ -93,7 +93,7 @@ class MemoryStore:
 
 
 class MemoryMaildrop(SessionMaildrop):
-    """One session's view of a `MemoryStore` maildrop (see `_storage.Maildrop`)."""
+    """One session's view of a `MemoryStore` maildrop (see `pop3_stores.Maildrop`)."""
 
     def __init__(self, store: MemoryStore, user: str, messages: list[_Stored]) -> None:
         self._store = store
