@@ -1,15 +1,21 @@
-"""The modern blocking POP3 client: typed, streaming, pipelined, TLS by default."""
+# GENERATED FILE: do not edit. scripts/unasync.py makes it from src/pop3_anyio/_client.py;
+# change that file and run `python scripts/unasync.py` (CI checks it is current).
+"""The modern blocking POP3 client: typed, streaming, pipelined, TLS by default.
+
+The async client is the source of both: scripts/unasync.py generates the
+blocking client from it (``async``/``await`` removed, the stream backend
+swapped; ``# unasync:`` directives mark the few lines where the two differ).
+"""
 
 from __future__ import annotations
 
 import contextlib
-import socket
 import ssl
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterator, Callable, Iterable, Sequence
 from time import monotonic
 from types import TracebackType
-from typing import BinaryIO, Literal, overload
+from typing import Literal, overload
 
 from pop3core import (
     CLIENT,
@@ -70,7 +76,7 @@ from pop3core import (
     size_hint,
 )
 
-from ._sockets import read_if_ready
+from ._streams import Sink, Stream, close_sink, connect, write_to
 
 __all__ = [
     "MAX_LISTING_SIZE",
@@ -99,7 +105,6 @@ MAX_MESSAGE_SIZE = 1024 * 1024 * 1024
 
 # Above any limit a body can reach.
 _UNBOUNDED = 1 << 62
-_NEVER = float("inf")
 
 # Pipelined commands are written without reading, while the server may be
 # blocked writing replies we have not read yet: the commands in flight must fit
@@ -183,7 +188,9 @@ class _Reading:
 
 
 class Client:
-    """A POP3 client over a blocking socket.
+    """A POP3 client (blocking).
+
+    Constructing it connects (`open` does it).
 
     ``tls`` is ``"implicit"`` (RFC 8314, port 995: TLS before the greeting, the
     default), ``"starttls"`` (port 110, STLS required: the client refuses to go
@@ -210,8 +217,9 @@ class Client:
     (`MailboxInUse`, `AuthenticationError`, `TemporaryError`, ...); a peer that
     breaks the protocol raises `pop3core.RemoteProtocolError` and the
     connection is closed. So does any other exception that escapes while a
-    reply is still being read (a file's ``write`` fails, ``KeyboardInterrupt``):
-    the rest of the reply is not waited for.
+    reply is still being read (a file's ``write`` fails, ``KeyboardInterrupt``,
+    a cancellation): the rest of the reply is not waited for. A command
+    cancelled before anything of it was sent leaves the connection as it was.
 
     An iterator over a reply (`iter_retr`, `iter_top`, `retr_many`) holds the
     connection while it is open: another command raises
@@ -284,38 +292,49 @@ class Client:
         self.port = port if port is not None else POP3S_PORT if tls == "implicit" else POP3_PORT
         self.tls_mode: TLSMode = tls
         self.server_hostname = server_hostname or host
+        self.connect_timeout = connect_timeout
         self.timeout = timeout
         self.pipeline_window = pipeline_window
         self.max_listing_size = max_listing_size
         self.max_message_size = max_message_size
         self._timer = ReplyTimer(low_speed, deadline)  # validates them
         self._owed = False  # a reply is owed, and timed by _timer
-        self._guarded = False  # the socket timeout is the guard's, not `timeout`
-        self._recheck_at = 0.0  # when the socket timeout must be set again (_arm)
         self._ssl_context = ssl_context
+        self._source_address = source_address
         self._read_size = read_size
         self._log = log
         self._capabilities: Capabilities | None = None
         self._capa_known = False  # CAPA was asked in this state (None then means "refused")
+        self._stream: Stream | None = None
         self._closed = False
         self._reading = False  # an open iterator is reading a reply
         self._guard = _Guard(self)
         # Message sizes from LIST and LIST n in this session, to bound bodies.
         self._sizes: MessageSizes | None = None
         self._listed: dict[int, int] = {}
+        self._conn = Connection(CLIENT, strict=strict, tls_active=tls == "implicit")
+        self.greeting = Greeting()
+        self.open()
 
-        sock = socket.create_connection(
-            (host, self.port), timeout=connect_timeout, source_address=source_address
+    def open(self) -> Client:
+        """Connect, read the greeting and, for ``tls="starttls"``, upgrade; return self.
+
+        Called by ``with``; calling it again does nothing. If it fails,
+        the connection is closed.
+        """
+        if self._stream is not None or self._closed:
+            return self
+        implicit = self.tls_mode == "implicit"
+        stream = connect(
+            self.host,
+            self.port,
+            timeout=self.connect_timeout,
+            source_address=self._source_address,
+            ssl_context=self._context() if implicit else None,
+            server_hostname=self.server_hostname,
         )
+        self._stream = stream
         try:
-            # Commands are written whole; a pipelined one must not wait for an ACK.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if tls == "implicit":
-                sock = self._context().wrap_socket(sock, server_hostname=self.server_hostname)
-            sock.settimeout(timeout)
-            self._sock: socket.socket = sock
-            self._sock_timeout = timeout  # what the socket is set to, to set it only on change
-            self._conn = Connection(CLIENT, strict=strict, tls_active=tls == "implicit")
             self._owe_reply()
             greeting = self._next_event()
             if isinstance(greeting, ErrResponse):
@@ -323,12 +342,12 @@ class Client:
             if not isinstance(greeting, Greeting):
                 raise RemoteProtocolError(f"expected a greeting, got {greeting!r}")
             self.greeting = greeting
-            if tls == "starttls":
-                self.starttls(connect_timeout=connect_timeout)
+            if self.tls_mode == "starttls":
+                self.starttls(connect_timeout=self.connect_timeout)
         except BaseException:
-            sock.close()
-            self._closed = True
+            self.close()
             raise
+        return self
 
     # ----------------------------------------------------------- plumbing
 
@@ -336,6 +355,14 @@ class Client:
         if self._ssl_context is None:
             self._ssl_context = ssl.create_default_context()
         return self._ssl_context
+
+    def _connected(self) -> Stream:
+        """The stream; `LocalProtocolError` if the connection is not open."""
+        if self._closed or self._stream is None:
+            raise LocalProtocolError(
+                "the connection is closed" if self._closed else "the client is not connected"
+            )
+        return self._stream
 
     def _note(self, direction: str, event: Event) -> None:
         if self._log is not None:
@@ -346,14 +373,13 @@ class Client:
 
         Any exception closes the connection: what was read of the reply is lost.
         """
-        if self._closed:
-            raise LocalProtocolError("the connection is closed")
+        stream = self._connected()
         conn = self._conn
         try:
             while True:
                 event = conn.next_event()
                 if event is NEED_DATA:
-                    self._receive()
+                    self._receive(stream)
                     continue
                 if event is PAUSED:
                     raise LocalProtocolError("the connection is paused (STLS or SASL in progress)")
@@ -366,63 +392,41 @@ class Client:
             self.close()
             raise
 
-    def _receive(self) -> None:
+    def _receive(self, stream: Stream) -> None:
         """Feed the engine one read, within ``timeout`` and the owed reply's guard.
 
         Raises `ReplyTimeout` when the reply is too slow or too late, and
         `TimeoutError` when the read alone timed out.
         """
-        sock = self._sock
         started = monotonic()
-        if started >= self._recheck_at:
-            self._arm(started, started)
         while True:
+            now = monotonic()
+            wait = self.timeout
+            if wait is not None:
+                wait -= now - started
+                if wait <= 0:
+                    raise TimeoutError("timed out")
+            guarded = False
+            if self._owed:
+                limit = self._timer.wait_limit(now)  # raises ReplyTimeout once it is over
+                if limit is not None and (wait is None or limit < wait):
+                    wait, guarded = limit, True
             try:
-                data = sock.recv(self._read_size)
+                data = stream.receive(self._read_size, wait)
             except TimeoutError:
-                if not self._guarded:
-                    raise
-                # The guard's wait is over: it raises now, or waits what is left.
-                self._arm(monotonic(), started)
-                self._recheck_at = 0.0  # that wait was for this read only
-                continue
+                if guarded:
+                    continue  # the guard's wait is over: it decides (above)
+                raise
             break
         if self._owed:
             self._timer.received(len(data), monotonic())
         self._conn.receive_data(data)
-
-    def _arm(self, now: float, started: float) -> None:
-        """Set the socket timeout for a read begun at `started`: what is left of
-        ``timeout``, or less if the owed reply's guard ends sooner.
-
-        Raises `ReplyTimeout` if the guard's time is up, `TimeoutError` if the
-        read has waited ``timeout``.
-        """
-        wait = self.timeout
-        if wait is not None and now > started:
-            wait -= now - started
-            if wait <= 0:
-                raise TimeoutError("timed out")
-        limit = self._timer.wait_limit(now) if self._owed else None
-        self._guarded = limit is not None and (wait is None or limit < wait)
-        if self._guarded:
-            wait = limit
-        self._set_timeout(wait)
-        # Later reads keep this timeout until a sixteenth of it has passed, so
-        # that a fast reply costs no timer arithmetic and no syscall per read:
-        # the guard may then fire up to a sixteenth late.
-        if limit is None:
-            self._recheck_at = _NEVER if self._timer.low_speed is None else now
-        else:
-            assert wait is not None
-            self._recheck_at = now + wait / 16
 
     def _owe_reply(self) -> None:
         """A reply is owed from now: time it, unless one already is being timed."""
         if not self._owed:
             self._owed = True
             self._timer.start(monotonic())
-            self._recheck_at = 0.0
 
     def _replied(self) -> None:
         """A reply is complete: time the next one owed, if any."""
@@ -431,13 +435,6 @@ class Client:
         else:
             self._owed = False
             self._timer.stop()
-        self._recheck_at = 0.0
-
-    def _set_timeout(self, timeout: float | None) -> None:
-        if timeout != self._sock_timeout:
-            self._sock.settimeout(timeout)
-            self._sock_timeout = timeout
-            self._recheck_at = 0.0
 
     def _begin(self, what: str) -> None:
         """Get ready to send a command (`what`, for errors): nothing is sent if this raises.
@@ -445,8 +442,7 @@ class Client:
         Refused (`LocalProtocolError`) while an iterator is reading a reply; the
         replies an abandoned iterator left are read and discarded first.
         """
-        if self._closed:
-            raise LocalProtocolError("the connection is closed")
+        self._connected()
         if self._reading:
             raise LocalProtocolError(
                 f"cannot send {what}: an iterator is still reading a reply"
@@ -461,9 +457,10 @@ class Client:
 
         Such bytes would be taken as the reply to the next command. One poll.
         """
+        stream = self._connected()
         conn = self._conn
         try:
-            data = read_if_ready(self._sock, self._read_size)
+            data = stream.receive_if_ready(self._read_size)
             if data is not None:
                 conn.receive_data(data)
             event = conn.next_event()  # raises on bytes that arrived unasked
@@ -494,18 +491,17 @@ class Client:
             self._next_event()
 
     def _send(self, event: Event) -> None:
-        if self._closed:
-            raise LocalProtocolError("the connection is closed")
+        self._connected()
         self._write([event], [self._conn.send(event)])
 
     def _write(self, events: Sequence[Event], lines: list[bytes]) -> None:
         """Write the lines the engine made for `events` (and registered: they must go out)."""
+        stream = self._connected()
         for event in events:
             self._note("C:", event)
         try:
-            self._set_timeout(self.timeout)  # not a reply guard's remainder
-            self._sock.sendall(b"".join(lines))
-        except BaseException:  # also KeyboardInterrupt: some of it may have gone out
+            stream.send(b"".join(lines), self.timeout)
+        except BaseException:  # also a cancellation: some of it may have gone out
             self._conn.send_failed()
             self.close()
             raise
@@ -608,7 +604,7 @@ class Client:
             )
         return SizeLimitExceeded(command.which, limit)
 
-    def _stream(
+    def _stream_body(
         self, command: Retr | Top, max_size: int | None = None
     ) -> Generator[bytes, None, None]:
         """Send `command` and yield the chunks of its body as they arrive.
@@ -616,7 +612,8 @@ class Client:
         Closed early, it leaves the rest unread for the next command to discard.
         """
         with self._guard:
-            limit, allowed = self._body_bound(command, self._reply(command), max_size)
+            ok = self._reply(command)
+            limit, allowed = self._body_bound(command, ok, max_size)
             received = 0
             with _Reading(self):
                 while True:
@@ -645,8 +642,15 @@ class Client:
     def capabilities(self) -> Capabilities | None:
         """The server's capabilities in the current state (CAPA is sent once per state).
 
-        None if the server does not implement CAPA.
+        None if the server does not implement CAPA. (The async client answers
+        with what is known: call `capa` first; login asks by itself.)
         """
+        if not self._capa_known:
+            self.capa()
+        return self._capabilities
+
+    def _known_capabilities(self) -> Capabilities | None:
+        """The capabilities in the current state, asked for once per state."""
         if not self._capa_known:
             self.capa()
         return self._capabilities
@@ -664,8 +668,8 @@ class Client:
         return self._capabilities
 
     def starttls(self, *, connect_timeout: float | None = None) -> None:
-        """Upgrade to TLS with STLS (RFC 2595); done by the constructor for ``tls="starttls"``."""
-        capabilities = self.capabilities
+        """Upgrade to TLS with STLS (RFC 2595); done on connecting for ``tls="starttls"``."""
+        capabilities = self._known_capabilities()
         if capabilities is None or not capabilities.stls:
             self.close()
             raise TLSNotOffered("the server does not offer STLS; refusing to go on without TLS")
@@ -674,19 +678,18 @@ class Client:
             # Raises RemoteProtocolError on bytes sent before the handshake (injection).
             if self._conn.next_event() is not PAUSED:
                 raise AssertionError("the connection did not pause after STLS")
-        if connect_timeout is not None:
-            self._set_timeout(connect_timeout)
+        stream = self._connected()
         try:
-            self._sock = self._context().wrap_socket(
-                self._sock, server_hostname=self.server_hostname
+            stream.start_tls(
+                self._context(),
+                server_side=False,
+                hostname=self.server_hostname,
+                timeout=connect_timeout,
             )
             self._conn.tls_established()
         except BaseException:
             self.close()
             raise
-        self._sock.settimeout(self.timeout)
-        self._sock_timeout = self.timeout
-        self._recheck_at = 0.0
         self._capabilities, self._capa_known = None, False  # RFC 2595: forget them
 
     def login(
@@ -714,7 +717,7 @@ class Client:
         """
         with self._guard:
             name = choose_login_method(
-                self.capabilities,
+                self._known_capabilities(),
                 self.greeting.timestamp,
                 tls_active=self.tls_active,
                 allow_cleartext=allow_cleartext,
@@ -754,7 +757,8 @@ class Client:
         self._capabilities, self._capa_known = None, False
 
     def _authenticate(self, mechanism: ClientMechanism) -> None:
-        exchange = AuthExchange(mechanism, self.capabilities, strict=self._conn.strict)
+        capabilities = self._known_capabilities()
+        exchange = AuthExchange(mechanism, capabilities, strict=self._conn.strict)
         command = exchange.start()
         self._begin(command.keyword)
         self._send(command)
@@ -796,7 +800,7 @@ class Client:
     def stat(self) -> MaildropStat:
         """Message count and total octets (messages marked deleted excluded)."""
         with self._guard:
-            return parse_stat(self._reply(Stat()).text)
+            return parse_stat((self._reply(Stat())).text)
 
     @overload
     def list(self) -> MessageSizes: ...
@@ -811,7 +815,7 @@ class Client:
         """
         with self._guard:
             if which is not None:
-                size = parse_list_line(self._reply(List(which)).text).size
+                size = parse_list_line((self._reply(List(which))).text).size
                 self._listed[which] = size
                 return size
             parser = ListParser()
@@ -832,7 +836,7 @@ class Client:
         """
         with self._guard:
             if which is not None:
-                return parse_uidl_line(self._reply(Uidl(which)).text).uid
+                return parse_uidl_line((self._reply(Uidl(which))).text).uid
             parser = UidlParser()
             self._listing(Uidl(), parser)
             return parser.finish()
@@ -840,10 +844,10 @@ class Client:
     @overload
     def retr(self, which: int, *, max_size: int | None = None) -> bytes: ...
     @overload
-    def retr(self, which: int, file: BinaryIO, *, max_size: int | None = None) -> int: ...
+    def retr(self, which: int, file: Sink, *, max_size: int | None = None) -> int: ...
 
     def retr(
-        self, which: int, file: BinaryIO | None = None, *, max_size: int | None = None
+        self, which: int, file: Sink | None = None, *, max_size: int | None = None
     ) -> bytes | int:
         """Message `which`: its bytes, or written to `file` (then the octet count).
 
@@ -858,14 +862,14 @@ class Client:
     def top(self, which: int, lines: int, *, max_size: int | None = None) -> bytes: ...
     @overload
     def top(
-        self, which: int, lines: int, file: BinaryIO, *, max_size: int | None = None
+        self, which: int, lines: int, file: Sink, *, max_size: int | None = None
     ) -> int: ...
 
     def top(
         self,
         which: int,
         lines: int,
-        file: BinaryIO | None = None,
+        file: Sink | None = None,
         *,
         max_size: int | None = None,
     ) -> bytes | int:
@@ -873,15 +877,18 @@ class Client:
         return self._fetch(Top(which, lines), file, max_size)
 
     def _fetch(
-        self, command: Retr | Top, file: BinaryIO | None, max_size: int | None
+        self, command: Retr | Top, file: Sink | None, max_size: int | None
     ) -> bytes | int:
         _check_max_size(max_size)
-        with self._guard, contextlib.closing(self._stream(command, max_size)) as chunks:
+        with (
+            self._guard,
+            contextlib.closing(self._stream_body(command, max_size)) as chunks,
+        ):
             if file is None:
-                return b"".join(chunks)
+                return b"".join([chunk for chunk in chunks])
             octets = 0
             for chunk in chunks:
-                file.write(chunk)
+                write_to(file, chunk)
                 octets += len(chunk)
             return octets
 
@@ -894,12 +901,14 @@ class Client:
         `max_size` as in `retr`.
         """
         _check_max_size(max_size)
-        return self._stream(Retr(which), max_size)
+        return self._stream_body(Retr(which), max_size)
 
-    def iter_top(self, which: int, lines: int, *, max_size: int | None = None) -> Iterator[bytes]:
+    def iter_top(
+        self, which: int, lines: int, *, max_size: int | None = None
+    ) -> Iterator[bytes]:
         """`top` as chunks, as they arrive; see `iter_retr`."""
         _check_max_size(max_size)
-        return self._stream(Top(which, lines), max_size)
+        return self._stream_body(Top(which, lines), max_size)
 
     def dele(self, which: int) -> None:
         """Mark message `which` deleted; it is removed when the session ends with QUIT."""
@@ -918,7 +927,7 @@ class Client:
     # ----------------------------------------------------------- bulk
 
     def _pipelining(self) -> bool:
-        capabilities = self.capabilities
+        capabilities = self._known_capabilities()
         return capabilities is not None and capabilities.pipelining
 
     def _pipeline(
@@ -973,7 +982,10 @@ class Client:
                         fill(window)
 
     def _refused(
-        self, replies: Generator[tuple[Command, Event], None, None], command: Command, event: Event
+        self,
+        replies: Generator[tuple[Command, Event], None, None],
+        command: Command,
+        event: Event,
     ) -> ResponseError:
         """The error for a pipelined ``-ERR``, once the replies already asked for are read."""
         assert isinstance(event, ErrResponse)
@@ -1021,7 +1033,7 @@ class Client:
     def retr_many_to(
         self,
         numbers: Iterable[int],
-        open_file: Callable[[int], BinaryIO],
+        open_file: Callable[[int], Sink],
         *,
         max_size: int | None = None,
     ) -> None:
@@ -1033,7 +1045,7 @@ class Client:
         `max_size` bounds each message, as in `retr`.
         """
         _check_max_size(max_size)
-        file: BinaryIO | None = None
+        file: Sink | None = None
         try:
             with (
                 self._guard,
@@ -1053,16 +1065,16 @@ class Client:
                         received += len(event.data)
                         if received > limit:
                             raise self._too_long(command, limit, allowed)
-                        file.write(event.data)
+                        write_to(file, event.data)
                     elif type(event) is EndOfMultiline:
                         assert file is not None
-                        file.close()
+                        close_sink(file)
                         file = None
                     elif isinstance(event, ErrResponse):
                         raise self._refused(replies, command, event)
         finally:
             if file is not None:
-                file.close()
+                close_sink(file)
 
     def dele_many(self, numbers: Iterable[int]) -> None:
         """Mark each of `numbers` deleted, pipelined when possible."""
@@ -1093,11 +1105,11 @@ class Client:
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(OSError):
-            self._sock.close()
+        if self._stream is not None:
+            self._stream.close()
 
     def __enter__(self) -> Client:
-        return self
+        return self.open()
 
     def __exit__(
         self,

@@ -91,7 +91,7 @@ from typing import Any
 
 import pop3core
 
-from ._sockets import read_if_ready
+from ._streams import read_if_ready
 
 try:
     import ssl
