@@ -11,66 +11,41 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
-import ipaddress
 import logging
 import selectors
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pop3_stores import Authenticator, Maildrop, MaildropError, MaildropLocked, MailStore
+from pop3_stores import Authenticator, MailStore
 from pop3core import (
-    IN_USE,
     MINIMUM_AUTOLOGOUT,
-    NEED_DATA,
-    PAUSED,
     SERVER,
     SYS_TEMP,
     Connection,
     ConnectionLimits,
     ErrResponse,
-    ExternalCheck,
     ExternalServer,
-    LoginFailed,
-    MaildropRequest,
-    MessageRequest,
     OAuthBearerServer,
-    PasswordCheck,
-    ScramKeysRequest,
-    SecretRequest,
     ServerOptions,
-    ServerSession,
-    SessionEnded,
     SessionTable,
-    StartTLS,
-    TokenCheck,
-    UpdateRequest,
     XOAuth2Server,
-    login_failure_message,
+    cleartext_allowed,
     server_mechanisms,
 )
+
+from ._session import TLS_HANDSHAKE_TIMEOUT, Abort, ExternalMapper, SessionDriver
+from ._streams import Stream
 
 __all__ = ["MINIMUM_AUTOLOGOUT", "Server"]
 
 logger = logging.getLogger("pop3_blocking.server")
 
-AuthRequest = PasswordCheck | SecretRequest | ScramKeysRequest | TokenCheck | ExternalCheck
-
-ExternalMapper = Callable[[dict[str, Any] | None], str | None]
-"""Maps a verified client certificate (``getpeercert()``, None without one) to a user."""
-
-# A TLS handshake that has not finished in this time is abandoned (and never
-# outlives the pre-login deadline).
-TLS_HANDSHAKE_TIMEOUT = 30.0
-
-
-class _Abort(Exception):
-    """The session cannot go on (a message failed mid-stream); close the connection."""
+T = TypeVar("T")
 
 
 class _Slot:
@@ -174,7 +149,7 @@ class Server:
         self.limits = ConnectionLimits(
             max_connections, max_connections_per_address, max_login_penalty=max_login_penalty
         )
-        self._read_size = read_size
+        self.read_size = read_size
         hostname = hostname or socket.gethostname() or "localhost"
         names = list(mechanisms if mechanisms is not None else authenticator.mechanisms())
         sasl = server_mechanisms(names, hostname=hostname)
@@ -379,20 +354,9 @@ class Server:
     # ----------------------------------------------------------- sessions
 
     def _options_for(self, peer: Any, *, implicit: bool) -> ServerOptions:
-        if self.allow_cleartext == "loopback":
-            try:
-                address = ipaddress.ip_address(str(peer[0]).split("%")[0])
-            except ValueError:
-                cleartext = False
-            else:
-                # On a dual-stack socket an IPv4 client shows as ::ffff:a.b.c.d.
-                mapped = getattr(address, "ipv4_mapped", None)
-                cleartext = (mapped or address).is_loopback
-        else:
-            cleartext = bool(self.allow_cleartext)
         return dataclasses.replace(
             self._options,
-            allow_cleartext=cleartext,
+            allow_cleartext=cleartext_allowed(self.allow_cleartext, str(peer[0])),
             tls_available=self.ssl_context is not None and not implicit,
         )
 
@@ -400,306 +364,69 @@ class Server:
         started = time.monotonic()
         logger.info("connection from %s%s", peer, " (TLS)" if implicit else "")
         options = self._options_for(peer, implicit=implicit)
-        handler: _Handler | None = None
+        stream = Stream(slot.sock)
         try:
             if implicit:
                 assert self.ssl_context is not None
-                slot.sock.settimeout(min(TLS_HANDSHAKE_TIMEOUT, options.login_timeout))
-                slot.sock = self.ssl_context.wrap_socket(slot.sock, server_side=True)
-            handler = _Handler(self, slot, peer, options, started)
-            handler.run()
-        except (OSError, _Abort) as exc:
+                stream.start_tls(
+                    self.ssl_context,
+                    server_side=True,
+                    hostname=None,
+                    timeout=min(TLS_HANDSHAKE_TIMEOUT, options.login_timeout),
+                )
+            driver = SessionDriver(
+                self,
+                slot,
+                stream,
+                peer=peer,
+                options=options,
+                started=started,
+                closing=slot.closing,
+            )
+            driver.run()
+        except (OSError, Abort) as exc:
             logger.info("connection from %s ended: %s", peer, exc)
         except Exception:
             logger.exception("session with %s failed", peer)
         finally:
-            if handler is not None:
-                handler.close_maildrop()
-            with contextlib.suppress(OSError):
-                slot.sock.close()
+            stream.close()
             slot.handle.close()
             with self._lock:
                 self._slots.discard(slot)
                 self._table.release(slot)
             logger.info("connection from %s closed", peer)
 
-    def _mark(self, slot: _Slot, *, busy: bool | None = None, logged_in: bool = False) -> None:
+    # ----------------------------------------------------------- the sessions' host
+
+    @property
+    def stopping(self) -> bool:
+        """Whether shutdown has begun."""
+        return self._stopping.is_set()
+
+    def run_sync(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a store call: here, in the session's own thread."""
+        return function(*args)
+
+    def mark(self, key: Hashable, *, busy: bool | None = None, logged_in: bool = False) -> None:
         with self._lock:
             if logged_in:
-                self._table.logged_in(slot)
+                self._table.logged_in(key)
             elif busy is not None:
-                self._table.busy(slot, busy)
+                self._table.busy(key, busy)
 
-    def _failure_delay(self, slot: _Slot, delay: float) -> float:
+    def failure_delay(self, key: Hashable, delay: float) -> float:
         """The session's failure delay, doubled for the address's recent failures."""
         with self._lock:
-            return self._table.login_failed(slot, time.monotonic(), delay)
+            return self._table.login_failed(key, time.monotonic(), delay)
 
-    def _begin_update(self, slot: _Slot) -> None:
-        """Mark `slot` as committing, unless shutdown has begun (then abort)."""
+    def begin_update(self, key: Hashable) -> None:
+        """Mark the session as committing, unless shutdown has begun (then abort).
+
+        Under the lock that shutdown takes too: a session either began its
+        UPDATE before shutdown, which then lets it finish, or never begins it.
+        """
         with self._lock:
             if self._stopping.is_set():
-                raise _Abort("the server is shutting down")
-            slot.committing = True
-
-
-class _Handler:
-    """The drive loop of one session: socket bytes in and out, store calls."""
-
-    def __init__(
-        self, server: Server, slot: _Slot, peer: Any, options: ServerOptions, started: float
-    ) -> None:
-        self.server = server
-        self.slot = slot
-        self.peer = peer
-        self.started = started
-        self.last_read = started  # when the client's last bytes arrived
-        self.session = ServerSession(options, tls_active=isinstance(slot.sock, ssl.SSLSocket))
-        self.maildrop: Maildrop | None = None
-
-    def run(self) -> None:
-        session = self.session
-        self.flush()
-        while True:
-            event = session.next_event()
-            if event is NEED_DATA:
-                self.flush()  # the session may have answered commands by itself
-                data = self.receive()
-                if data is None:
-                    return
-                session.receive_data(data)
-                continue
-            if event is PAUSED:
-                # Replies to pipelined commands wait to be written: the writes block
-                # while the client does not read, and so the session is held too.
-                if not self.flush():
-                    raise AssertionError("the session is waiting for an answer it never got")
-                continue
-            if isinstance(event, SessionEnded):
-                self.flush()
-                if event.error is not None:
-                    logger.info("session with %s ended: %s", self.peer, event.error)
-                return
-            if self.server._stopping.is_set():
-                # Commands read before shutdown cut the connection are not acted
-                # on: above all, a QUIT must not commit once shutdown has begun.
-                raise _Abort("the server is shutting down")
-            self.handle(event)
-            self.flush()
-
-    def receive(self) -> bytes | None:
-        """The client's next bytes; None when the session must end without a reply.
-
-        Waits at most what the session allows: the rest of the pre-login
-        deadline, or the autologout (RFC 1939: no reply, no UPDATE).
-        """
-        sock = self.slot.sock
-        timeout = self.session.read_timeout(time.monotonic() - self.started)
-        if timeout > 0:
-            sock.settimeout(timeout)
-            try:
-                data = sock.recv(self.server._read_size)
-            except TimeoutError:
-                pass
-            else:
-                self.last_read = time.monotonic()
-                return data
-        if self.session.logged_in:
-            logger.info("autologout of %s", self.peer)
-        else:
-            logger.info("%s did not log in in time", self.peer)
-        return None
-
-    def flush(self) -> bool:
-        """Write out what the session queued; whether there was anything."""
-        pieces = self.session.data_to_send()
-        if not pieces:
-            return False
-        sock = self.slot.sock
-        if len(pieces) == 1 or isinstance(sock, ssl.SSLSocket):
-            sock.sendall(pieces[0] if len(pieces) == 1 else b"".join(pieces))
-        else:
-            _send_pieces(sock, pieces)
-        return True
-
-    def handle(self, event: object) -> None:
-        if isinstance(
-            event, (PasswordCheck, SecretRequest, ScramKeysRequest, TokenCheck, ExternalCheck)
-        ):
-            self.backend(self.answer_auth, event)
-        elif isinstance(event, LoginFailed):
-            self.login_failed(event)
-        elif isinstance(event, MaildropRequest):
-            self.backend(self.open_maildrop, event)
-        elif isinstance(event, MessageRequest):
-            self.send_message(event)
-        elif isinstance(event, UpdateRequest):
-            self.update(event)
-        elif isinstance(event, StartTLS):
-            self.start_tls()
-        else:
-            raise AssertionError(f"unexpected session event {event!r}")
-
-    def backend(self, call: Callable[[Any], None], event: Any) -> None:
-        """Run a login step that waits on a backend; meanwhile the session is not evicted."""
-        self.server._mark(self.slot, busy=True)
-        try:
-            call(event)
-        finally:
-            self.server._mark(self.slot, busy=False)
-
-    def answer_auth(self, request: AuthRequest) -> None:
-        """Ask the authenticator (or the certificate mapper), then answer the session.
-
-        Any failure of the backend (a lookup, a stored hash it cannot use, a
-        mapper that raises) is an answer too: -ERR [SYS/TEMP], never a dead session.
-        """
-        try:
-            answer = self.ask_backend(request)
-        except Exception:
-            logger.exception("%s failed for %s", type(request).__name__, self.peer)
-            self.session.backend_failed()
-            return
-        answer()
-
-    def ask_backend(self, request: AuthRequest) -> Callable[[], None]:
-        """The backend's answer to `request`, as the session call that gives it."""
-        server, session = self.server, self.session
-        if isinstance(request, TokenCheck):
-            owner = server.authenticator.check_token(
-                request.username, request.token, request.mechanism
-            )
-            return functools.partial(session.token_checked, owner)
-        if isinstance(request, ExternalCheck):
-            sock = self.slot.sock
-            certificate = sock.getpeercert() if isinstance(sock, ssl.SSLSocket) else None
-            username = None if server.external is None else server.external(certificate)
-            return functools.partial(session.external_checked, username)
-        credential = server.authenticator.credential(request.username)
-        if isinstance(request, PasswordCheck):
-            ok = credential is not None and credential.verify_password(request.password)
-            return functools.partial(session.password_checked, ok)
-        if isinstance(request, SecretRequest):
-            secret = None if credential is None else credential.secret
-            return functools.partial(session.secret_provided, secret)
-        keys = None if credential is None else credential.scram_keys(request.mechanism)
-        return functools.partial(session.scram_keys_provided, keys)
-
-    def login_failed(self, event: LoginFailed) -> None:
-        logger.warning(login_failure_message(event, self.peer[0], self.peer[1]))
-        delay = self.server._failure_delay(self.slot, event.delay)
-        # The reply leaves `delay` after the client's line arrived, however long
-        # the check took: a wrong password and an unknown user take as long.
-        wait = self.last_read + delay - time.monotonic()
-        if wait > 0:
-            self.slot.closing.wait(wait)  # cut short when the session is closed
-        self.session.failure_delay_elapsed()
-
-    def open_maildrop(self, request: MaildropRequest) -> None:
-        session = self.session
-        try:
-            maildrop = self.server.store.open(request.username)
-        except MaildropLocked:
-            session.maildrop_failed("the maildrop is in use by another session", IN_USE)
-            return
-        except (MaildropError, OSError) as exc:
-            logger.warning("cannot open the maildrop of %s: %s", request.username, exc)
-            session.maildrop_failed("cannot open the maildrop", SYS_TEMP)
-            return
-        try:
-            listing = maildrop.listing()
-            session.maildrop_opened(listing)
-        except Exception as exc:
-            maildrop.close()
-            logger.warning("cannot list the maildrop of %s: %s", request.username, exc)
-            session.maildrop_failed("cannot read the maildrop", SYS_TEMP)
-            return
-        self.maildrop = maildrop
-        self.server._mark(self.slot, logged_in=True)  # never evicted from now on
-        if request.authcid != request.username:
-            logger.info(
-                "%s logged in as %s from %s (%s)",
-                request.authcid,
-                request.username,
-                self.peer,
-                request.mechanism,
-            )
-        else:
-            logger.info(
-                "%s logged in from %s (%s)", request.username, self.peer, request.mechanism
-            )
-
-    def send_message(self, request: MessageRequest) -> None:
-        session = self.session
-        assert self.maildrop is not None
-        started = False
-        chunks: Iterator[bytes] | None = None
-        try:
-            chunks = iter(self.maildrop.read(request.index))
-            for chunk in chunks:
-                # Each chunk goes out when the next one is in hand, so the last
-                # one leaves together with the terminator, in one write.
-                if started:
-                    self.flush()
-                more = session.send_message(chunk)
-                started = True
-                if not more:
-                    break
-        except (MaildropError, OSError) as exc:
-            if not session.message_started:  # chunks may be held unsent (RFC 6856 check)
-                logger.warning("cannot read message %d: %s", request.number, exc)
-                session.message_failed("cannot read the message", SYS_TEMP)
-                return
-            # Half a message has gone out: the only honest signal left is to hang up.
-            raise _Abort(f"message {request.number} failed mid-stream: {exc}") from exc
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-        session.end_message()
-
-    def update(self, request: UpdateRequest) -> None:
-        assert self.maildrop is not None
-        self.server._begin_update(self.slot)
-        try:
-            removed = self.maildrop.commit(request.indexes)
-        except Exception:
-            logger.exception("commit failed for %s", self.peer)
-            removed = False
-        self.session.update_done(removed)
-
-    def start_tls(self) -> None:
-        context = self.server.ssl_context
-        assert context is not None
-        self.flush()  # the +OK goes out in plaintext, then the handshake
-        sock = self.slot.sock
-        remaining = self.session.read_timeout(time.monotonic() - self.started)
-        sock.settimeout(max(0.001, min(TLS_HANDSHAKE_TIMEOUT, remaining)))
-        self.slot.sock = context.wrap_socket(sock, server_side=True)
-        self.session.tls_established()
-
-    def close_maildrop(self) -> None:
-        if self.maildrop is not None:
-            self.maildrop.close()
-            self.maildrop = None
-
-
-# Linux's IOV_MAX; sendmsg refuses more buffers than this in one call.
-_MAX_BUFFERS = 1024
-
-
-def _send_pieces(sock: socket.socket, pieces: list[bytes | bytearray | memoryview]) -> None:
-    """Write every piece in order with scatter-gather writes: no joined copy.
-
-    A stuffed body is many views into one chunk (see `pop3core.BodyEncoder`);
-    joining them would copy the whole message once more.
-    """
-    views = [memoryview(piece) for piece in pieces]
-    first = 0
-    while first < len(views):
-        sent = sock.sendmsg(views[first : first + _MAX_BUFFERS])
-        while first < len(views) and sent >= views[first].nbytes:
-            sent -= views[first].nbytes
-            first += 1
-        if sent:
-            views[first] = views[first][sent:]
+                raise Abort("the server is shutting down")
+            assert isinstance(key, _Slot)
+            key.committing = True

@@ -5,7 +5,13 @@ No I/O and no dependencies: bytes in, events out; events in, bytes out. See
 server's maildrop semantics on top of it, and the pure helpers for clients.
 """
 
-from ._admission import ConnectionLimits, SessionTable, address_group
+from ._admission import (
+    ConnectionLimits,
+    SessionTable,
+    address_group,
+    cleartext_allowed,
+    is_loopback,
+)
 from ._apop import apop_digest, find_apop_timestamp
 from ._capabilities import Capabilities, ExpirePolicy, LoginDelay, parse_capa
 from ._codes import (
@@ -288,6 +294,7 @@ __all__ = (
     "apop_digest",
     "body_limit",
     "choose_login_method",
+    "cleartext_allowed",
     "client_mechanism",
     "describe",
     "error_for",
@@ -295,6 +302,7 @@ __all__ = (
     "format_passwd_line",
     "hash_password",
     "initial_response_fits",
+    "is_loopback",
     "is_valid_uid",
     "login_failure_message",
     "make_apop_timestamp",

@@ -15,7 +15,13 @@ import ipaddress
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
-__all__ = ["ConnectionLimits", "SessionTable", "address_group"]
+__all__ = [
+    "ConnectionLimits",
+    "SessionTable",
+    "address_group",
+    "cleartext_allowed",
+    "is_loopback",
+]
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,31 @@ def address_group(address: str, ipv6_prefix: int = 64) -> str:
 
 
 _MAX_REMEMBERED = 65536  # addresses whose failed logins are remembered
+
+
+def is_loopback(address: str) -> bool:
+    """Whether `address` is a loopback address (an IPv4-mapped one included)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool((mapped or ip).is_loopback)
+
+
+def cleartext_allowed(policy: bool | str, address: str) -> bool:
+    """Whether a client at `address` may log in without TLS under `policy`.
+
+    ``True`` or ``False`` decide for everyone; ``"loopback"`` (the servers'
+    default) allows it only from a loopback address, since nothing else
+    crosses the wire there (RFC 2595 section 2.4 asks that cleartext logins
+    can be refused).
+    """
+    if policy == "loopback":
+        return is_loopback(address)
+    if isinstance(policy, bool):
+        return policy
+    raise ValueError(f"allow_cleartext is True, False or 'loopback', not {policy!r}")
 
 
 class _Entry:

@@ -480,6 +480,7 @@ class ServerSession:
         self._refused = False  # the requested message got -ERR [UTF8]
         self._ended: SessionEnded | None = None
         self._ended_reported = False
+        self._stopped = False  # the server is shutting down (`stop`)
 
         text = options.greeting.encode("utf-8")
         if self.timestamp is not None:
@@ -496,6 +497,23 @@ class ServerSession:
     def listing(self) -> Sequence[MessageInfo]:
         """The maildrop as opened at login (deleted marks not applied)."""
         return self._listing
+
+    def stop(self) -> bool:
+        """The server is shutting down: take no more commands, and never begin an UPDATE.
+
+        A request already waiting for its answer is still answered (an
+        `UpdateRequest`, above all: a commit that has begun finishes and its
+        reply goes out); then, or at once, `next_event` returns `SessionEnded`
+        without reading another command. Returns whether a commit is under way
+        (let the session finish it before closing the connection).
+        """
+        self._stopped = True
+        return type(self._waiting) is UpdateRequest
+
+    @property
+    def committing(self) -> bool:
+        """Whether an `UpdateRequest` was made and not yet answered."""
+        return type(self._waiting) is UpdateRequest
 
     @property
     def logged_in(self) -> bool:
@@ -565,6 +583,9 @@ class ServerSession:
             return report
         if self._waiting is not None:
             return PAUSED
+        if self._stopped:
+            self._ended_reported = True
+            return self._end("the server is shutting down")
         while True:
             if self._out_size >= OUTPUT_HIGH_WATER:
                 return PAUSED  # until the replies so far are written out

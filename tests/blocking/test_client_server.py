@@ -533,6 +533,9 @@ class _TrickleSocket:
         self.out = bytearray()
         self.calls = 0
 
+    def gettimeout(self) -> None:
+        return None
+
     def sendmsg(self, buffers: list[memoryview]) -> int:
         self.calls += 1
         data = b"".join(buffers)[: self.limit]
@@ -542,7 +545,7 @@ class _TrickleSocket:
 
 @pytest.mark.parametrize("limit", [1, 3, 7, 1000])
 def test_scatter_gather_writes_survive_partial_sends(limit: int) -> None:
-    from pop3_blocking._server import _send_pieces
+    from pop3_blocking._streams import Stream
 
     body = b"x" * 50
     pieces: list[bytes | bytearray | memoryview] = [
@@ -553,15 +556,15 @@ def test_scatter_gather_writes_survive_partial_sends(limit: int) -> None:
         memoryview(body)[9:40],
     ]
     sock = _TrickleSocket(limit)
-    _send_pieces(sock, pieces)  # type: ignore[arg-type]
+    Stream(sock).send_all(pieces, None)  # type: ignore[arg-type]
     assert bytes(sock.out) == b"".join(pieces)
 
 
 def test_scatter_gather_writes_split_more_buffers_than_one_call_takes() -> None:
-    from pop3_blocking._server import _MAX_BUFFERS, _send_pieces
+    from pop3_blocking._streams import _MAX_BUFFERS, Stream
 
     pieces: list[bytes | bytearray | memoryview] = [b"%d," % i for i in range(3 * _MAX_BUFFERS)]
     sock = _TrickleSocket(1 << 30)
-    _send_pieces(sock, pieces)  # type: ignore[arg-type]
+    Stream(sock).send_all(pieces, None)  # type: ignore[arg-type]
     assert bytes(sock.out) == b"".join(pieces)
     assert sock.calls == 3
