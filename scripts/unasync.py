@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "src" / "pop3_anyio"
 TARGET = ROOT / "src" / "pop3_blocking"
-FILES = ["_client.py", "_session.py"]
+FILES = ["_cli.py", "_client.py", "_session.py"]
 
 HEADER = (
     "# GENERATED FILE: do not edit. scripts/unasync.py makes it from src/pop3_anyio/{name};\n"
@@ -61,6 +61,8 @@ RULES: list[tuple[re.Pattern[str], str]] = [
         (r"\bAsyncGenerator\[(.+), None\]", r"Generator[\1, None, None]"),
         (r"\bAsyncGenerator\b", "Generator"),
         (r"\bStopAsyncIteration\b", "StopIteration"),
+        (r"\bAsyncMailStore\b", "MailStore"),
+        (r"\bAsyncMaildrop\b", "Maildrop"),
         (r"\bpop3_anyio\b", "pop3_blocking"),
     ]
 ]

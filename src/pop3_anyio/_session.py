@@ -9,22 +9,26 @@ how blocking store calls are run, what shutdown means) is the `SessionHost`'s.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
+import socket
 import ssl
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from pop3_stores import Authenticator, Maildrop, MaildropError, MaildropLocked, MailStore
+from pop3_stores import AsyncMaildrop, AsyncMailStore, Authenticator, MaildropError, MaildropLocked
 from pop3core import (
     IN_USE,
     NEED_DATA,
     PAUSED,
     SYS_TEMP,
     ExternalCheck,
+    ExternalServer,
     LoginFailed,
     MaildropRequest,
     MessageRequest,
+    OAuthBearerServer,
     PasswordCheck,
     ScramKeysRequest,
     SecretRequest,
@@ -34,12 +38,21 @@ from pop3core import (
     StartTLS,
     TokenCheck,
     UpdateRequest,
+    XOAuth2Server,
     login_failure_message,
+    server_mechanisms,
 )
 
-from ._streams import Stream, now, sleep_until_closed
+from ._streams import Stream, cleanup_scope, now, sleep_until_closed
 
-__all__ = ["TLS_HANDSHAKE_TIMEOUT", "Abort", "SessionDriver", "SessionHost"]
+__all__ = [
+    "TLS_HANDSHAKE_TIMEOUT",
+    "Abort",
+    "ExternalMapper",
+    "SessionDriver",
+    "SessionHost",
+    "session_options",
+]
 
 logger = logging.getLogger("pop3_anyio.server")
 
@@ -51,7 +64,49 @@ ExternalMapper = Callable[[dict[str, Any] | None], str | None]
 # outlives the pre-login deadline).
 TLS_HANDSHAKE_TIMEOUT = 30.0
 
+# Closing a maildrop or a message reader, shielded from cancellation, takes at most this.
+CLEANUP_TIMEOUT = 5.0
+
 T = TypeVar("T")
+
+
+def session_options(
+    authenticator: Authenticator,
+    *,
+    mechanisms: Sequence[str] | None,
+    apop: bool | None,
+    oauth: bool,
+    external: bool,
+    authorize: Callable[[str, str], bool] | None,
+    hostname: str | None,
+    autologout: float,
+    login_timeout: float,
+    auth_failure_delay: float,
+    options: ServerOptions | None,
+) -> ServerOptions:
+    """A server's session options from its constructor's arguments (see `Server`).
+
+    SASL mechanisms default to what every record of `authenticator` can
+    serve; APOP is offered when they can all serve CRAM-MD5.
+    """
+    hostname = hostname or socket.gethostname() or "localhost"
+    names = list(mechanisms if mechanisms is not None else authenticator.mechanisms())
+    sasl = server_mechanisms(names, hostname=hostname)
+    if oauth:
+        sasl += [OAuthBearerServer(), XOAuth2Server()]
+    if external:
+        sasl.append(ExternalServer())
+    base = options or ServerOptions()
+    return dataclasses.replace(
+        base,
+        hostname=hostname,
+        mechanisms=tuple(base.mechanisms) + tuple(sasl),
+        apop=("CRAM-MD5" in names) if apop is None else apop,
+        authorize=authorize if authorize is not None else base.authorize,
+        autologout=autologout,
+        login_timeout=login_timeout,
+        auth_failure_delay=auth_failure_delay,
+    )
 
 
 class Abort(Exception):
@@ -61,15 +116,18 @@ class Abort(Exception):
 class SessionHost(Protocol):
     """What a server gives the sessions it runs."""
 
-    store: MailStore
     authenticator: Authenticator
     external: ExternalMapper | None
     ssl_context: ssl.SSLContext | None
     read_size: int
 
     @property
+    def store(self) -> AsyncMailStore:
+        """Where the maildrops are."""
+
+    @property
     def stopping(self) -> bool:
-        """Whether shutdown has begun."""
+        """Whether shutdown has begun (no UPDATE may begin)."""
 
     async def run_sync(self, function: Callable[..., T], *args: Any) -> T:
         """Run a blocking store or authenticator call (the async server: in a worker thread)."""
@@ -102,6 +160,7 @@ class SessionDriver:
         options: ServerOptions,
         started: float,
         closing: Any,
+        number: int = 0,
     ) -> None:
         self.host = host
         self.key = key
@@ -111,7 +170,22 @@ class SessionDriver:
         self.closing = closing
         self.last_read = started  # when the client's last bytes arrived
         self.session = ServerSession(options, tls_active=stream.tls_active)
-        self.maildrop: Maildrop | None = None
+        self.maildrop: AsyncMaildrop | None = None
+        # Every log record of the session carries these (as LogRecord attributes).
+        self.fields: dict[str, object] = {
+            "pop3_session": number,
+            "pop3_peer": str(peer[0]),
+            "pop3_port": peer[1] if len(peer) > 1 else None,
+        }
+
+    def log(self, level: int, event: str, message: str, *args: object, **fields: object) -> None:
+        """Log one line of this session; `event` and `fields` go in the record's ``pop3_*``.
+
+        Never give a secret here: names and mechanisms only.
+        """
+        extra = {"pop3_event": event, **self.fields}
+        extra.update((f"pop3_{name}", value) for name, value in fields.items())
+        logger.log(level, message, *args, extra=extra, exc_info=level >= logging.ERROR)
 
     async def run(self) -> None:
         """Serve the session until it ends. `Abort` and `OSError` end it early."""
@@ -139,7 +213,13 @@ class SessionDriver:
                 if isinstance(event, SessionEnded):
                     await self.flush()
                     if event.error is not None:
-                        logger.info("session with %s ended: %s", self.peer, event.error)
+                        self.log(
+                            logging.INFO,
+                            "ended",
+                            "session with %s ended: %s",
+                            self.peer,
+                            event.error,
+                        )
                     return
                 await self.handle(event)
                 await self.flush()
@@ -162,9 +242,9 @@ class SessionDriver:
                 self.last_read = now()
                 return data
         if self.session.logged_in:
-            logger.info("autologout of %s", self.peer)
+            self.log(logging.INFO, "autologout", "autologout of %s", self.peer)
         else:
-            logger.info("%s did not log in in time", self.peer)
+            self.log(logging.INFO, "login-timeout", "%s did not log in in time", self.peer)
         return None
 
     async def flush(self) -> bool:
@@ -211,7 +291,13 @@ class SessionDriver:
         try:
             answer = await self.host.run_sync(self.ask_backend, request)
         except Exception:
-            logger.exception("%s failed for %s", type(request).__name__, self.peer)
+            self.log(
+                logging.ERROR,
+                "backend-error",
+                "%s failed for %s",
+                type(request).__name__,
+                self.peer,
+            )
             self.session.backend_failed()
             return
         answer()
@@ -239,7 +325,14 @@ class SessionDriver:
         return functools.partial(session.scram_keys_provided, keys)
 
     async def login_failed(self, event: LoginFailed) -> None:
-        logger.warning(login_failure_message(event, self.peer[0], self.peer[1]))
+        self.log(
+            logging.WARNING,
+            "login-failed",
+            "%s",
+            login_failure_message(event, self.peer[0], self.peer[1]),
+            user=event.username,
+            mechanism=event.mechanism,
+        )
         delay = self.host.failure_delay(self.key, event.delay)
         # The reply leaves `delay` after the client's line arrived, however long
         # the check took: a wrong password and an unknown user take as long.
@@ -250,48 +343,70 @@ class SessionDriver:
 
     async def open_maildrop(self, request: MaildropRequest) -> None:
         session = self.session
-        host = self.host
         try:
-            maildrop = await host.run_sync(host.store.open, request.username)
+            maildrop = await self.host.store.open(request.username)
         except MaildropLocked:
             session.maildrop_failed("the maildrop is in use by another session", IN_USE)
             return
         except (MaildropError, OSError) as exc:
-            logger.warning("cannot open the maildrop of %s: %s", request.username, exc)
+            self.log(
+                logging.WARNING,
+                "maildrop-error",
+                "cannot open the maildrop of %s: %s",
+                request.username,
+                exc,
+                user=request.username,
+            )
             session.maildrop_failed("cannot open the maildrop", SYS_TEMP)
             return
+        self.maildrop = maildrop  # from now on `run` closes it, however the session ends
         try:
-            listing = await host.run_sync(maildrop.listing)
-            await host.run_sync(session.maildrop_opened, listing)
+            listing = await maildrop.listing()
+            await self.host.run_sync(session.maildrop_opened, listing)
         except Exception as exc:
-            await host.run_sync(maildrop.close)
-            logger.warning("cannot list the maildrop of %s: %s", request.username, exc)
+            await self.close_maildrop()
+            self.log(
+                logging.WARNING,
+                "maildrop-error",
+                "cannot list the maildrop of %s: %s",
+                request.username,
+                exc,
+                user=request.username,
+            )
             session.maildrop_failed("cannot read the maildrop", SYS_TEMP)
             return
-        self.maildrop = maildrop
-        host.mark(self.key, logged_in=True)  # never evicted from now on
+        self.host.mark(self.key, logged_in=True)  # never evicted from now on
+        fields = {"user": request.username, "mechanism": request.mechanism}
         if request.authcid != request.username:
-            logger.info(
+            self.log(
+                logging.INFO,
+                "login",
                 "%s logged in as %s from %s (%s)",
                 request.authcid,
                 request.username,
                 self.peer,
                 request.mechanism,
+                authcid=request.authcid,
+                **fields,
             )
         else:
-            logger.info(
-                "%s logged in from %s (%s)", request.username, self.peer, request.mechanism
+            self.log(
+                logging.INFO,
+                "login",
+                "%s logged in from %s (%s)",
+                request.username,
+                self.peer,
+                request.mechanism,
+                **fields,
             )
 
     async def send_message(self, request: MessageRequest) -> None:
         session = self.session
-        run_sync = self.host.run_sync
         assert self.maildrop is not None
         started = False
-        chunks: Iterator[bytes] | None = None
+        chunks = self.maildrop.read(request.index)
         try:
-            chunks = await run_sync(_chunks, self.maildrop, request.index)
-            while (chunk := await run_sync(next, chunks, None)) is not None:
+            async for chunk in chunks:
                 # Each chunk goes out when the next one is in hand, so the last
                 # one leaves together with the terminator, in one write.
                 if started:
@@ -302,25 +417,32 @@ class SessionDriver:
                     break
         except (MaildropError, OSError) as exc:
             if not session.message_started:  # chunks may be held unsent (RFC 6856 check)
-                logger.warning("cannot read message %d: %s", request.number, exc)
+                self.log(
+                    logging.WARNING,
+                    "message-error",
+                    "cannot read message %d: %s",
+                    request.number,
+                    exc,
+                )
                 session.message_failed("cannot read the message", SYS_TEMP)
                 return
             # Half a message has gone out: the only honest signal left is to hang up.
             raise Abort(f"message {request.number} failed mid-stream: {exc}") from exc
         finally:
             # At once, even when cancelled: closing the reader releases its file.
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+            with cleanup_scope(CLEANUP_TIMEOUT):
+                aclose = getattr(chunks, "aclose", None)
+                if aclose is not None:
+                    await aclose()
         session.end_message()
 
     async def update(self, request: UpdateRequest) -> None:
         assert self.maildrop is not None
         self.host.begin_update(self.key)
         try:
-            removed = await self.host.run_sync(self.maildrop.commit, request.indexes)
+            removed = await self.maildrop.commit(request.indexes)
         except Exception:
-            logger.exception("commit failed for %s", self.peer)
+            self.log(logging.ERROR, "commit-error", "commit failed for %s", self.peer)
             removed = False
         self.session.update_done(removed)
 
@@ -338,11 +460,8 @@ class SessionDriver:
         self.session.tls_established()
 
     async def close_maildrop(self) -> None:
-        """Release the maildrop's lock; at once, even in a cancelled task (it is quick)."""
+        """Release the maildrop's lock; at once, even in a cancelled task."""
         maildrop, self.maildrop = self.maildrop, None
         if maildrop is not None:
-            maildrop.close()
-
-
-def _chunks(maildrop: Maildrop, index: int) -> Iterator[bytes]:
-    return iter(maildrop.read(index))
+            with cleanup_scope(CLEANUP_TIMEOUT):
+                await maildrop.close()

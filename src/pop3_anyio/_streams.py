@@ -16,15 +16,17 @@ import ssl
 from collections.abc import Sequence
 from typing import Any, BinaryIO, Protocol
 
-import anyio
 import anyio.abc
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSAttribute, TLSStream
+
+import anyio
 
 __all__ = [
     "AsyncWriter",
     "Sink",
     "Stream",
+    "cleanup_scope",
     "close_sink",
     "connect",
     "now",
@@ -81,9 +83,16 @@ class Stream:
         return isinstance(self.stream, TLSStream)
 
     async def receive(self, max_bytes: int, timeout: float | None) -> bytes:
-        """Up to `max_bytes` octets, as soon as some arrive; ``b""`` at EOF."""
+        """Up to `max_bytes` octets, as soon as some arrive; ``b""`` at EOF.
+
+        A read that would wait longer than `timeout` raises `TimeoutError`. One
+        that cannot wait at all (the socket has bytes, an EOF or an error for
+        it) needs no deadline, so it is done without a cancel scope: entering
+        and leaving one for every read cost asyncio more than the read itself
+        (a 64 MiB RETR made of 256 KiB reads went 25 % slower).
+        """
         try:
-            if timeout is None:
+            if timeout is None or (timeout > 0 and self._readable_now()):
                 return await self.stream.receive(max_bytes)
             with anyio.fail_after(timeout):
                 return await self.stream.receive(max_bytes)
@@ -91,6 +100,27 @@ class Stream:
             return b""
         except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise _map_errors(exc) from exc
+
+    def _readable_now(self) -> bool:
+        """Whether a read returns at once: a plain socket the kernel has something for.
+
+        POLLIN, POLLHUP or POLLERR: `recv` then returns bytes, ``b""`` or an
+        error without waiting (asyncio's transport reads it on the loop's next
+        turn). False whenever that cannot be told: on TLS (the bytes may be
+        part of a record), without a raw socket, on a closed one.
+        """
+        raw = self._raw
+        if raw is None or isinstance(self.stream, TLSStream):
+            return False
+        fd = raw.fileno()
+        if fd < 0:
+            return False
+        if _poll is not None:
+            poller = _poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([fd], [], [fd], 0)  # pragma: no cover - not on Linux
+        return bool(readable)
 
     def _maybe_ready(self) -> bool:
         stream = self.stream
@@ -221,3 +251,12 @@ async def sleep_until_closed(closing: anyio.Event, seconds: float) -> None:
     """Wait `seconds`, or less if `closing` is set meanwhile."""
     with anyio.move_on_after(seconds):
         await closing.wait()
+
+
+def cleanup_scope(seconds: float) -> anyio.CancelScope:
+    """Where cleanup runs: shielded from the task's cancellation, for `seconds` at most.
+
+    Closing a maildrop releases its lock; a session cancelled at shutdown or
+    eviction must still do it, but never hang the server doing it.
+    """
+    return anyio.move_on_after(seconds, shield=True)

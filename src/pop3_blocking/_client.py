@@ -76,7 +76,7 @@ from pop3core import (
     size_hint,
 )
 
-from ._streams import Sink, Stream, close_sink, connect, write_to
+from ._streams import Sink, Stream, cleanup_scope, close_sink, connect, write_to
 
 __all__ = [
     "MAX_LISTING_SIZE",
@@ -112,6 +112,10 @@ _UNBOUNDED = 1 << 62
 # both sides wait on each other. So they are bounded in octets as well as in
 # number; 8 KiB is still some 600 RETR commands.
 MAX_PIPELINE_OCTETS = 8 * 1024
+
+# A file `retr_many_to` opened is closed even when the fetch is cancelled (the
+# close is shielded), but not waited for longer than this.
+_CLOSE_FILE_WAIT = 10.0
 
 
 class SizeLimitExceeded(Exception):
@@ -486,7 +490,15 @@ class Client:
             self._check_unasked()
 
     def _drain(self) -> None:
-        """Read and discard the replies still owed for commands already sent."""
+        """Read and discard the replies still owed for commands already sent.
+
+        The caller left them unread (an iterator closed early) and may have
+        paused since: that time was not the server's, so what is left of them
+        is timed afresh (a pause longer than the low-speed window would
+        otherwise fail a reply that is waiting in full in the socket).
+        """
+        if self._conn.pending_commands:
+            self._timer.start(monotonic())
         while self._conn.pending_commands:
             self._next_event()
 
@@ -1074,7 +1086,8 @@ class Client:
                         raise self._refused(replies, command, event)
         finally:
             if file is not None:
-                close_sink(file)
+                with cleanup_scope(_CLOSE_FILE_WAIT):  # also when cancelled
+                    close_sink(file)
 
     def dele_many(self, numbers: Iterable[int]) -> None:
         """Mark each of `numbers` deleted, pipelined when possible."""

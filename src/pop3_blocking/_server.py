@@ -29,16 +29,18 @@ from pop3core import (
     Connection,
     ConnectionLimits,
     ErrResponse,
-    ExternalServer,
-    OAuthBearerServer,
     ServerOptions,
     SessionTable,
-    XOAuth2Server,
     cleartext_allowed,
-    server_mechanisms,
 )
 
-from ._session import TLS_HANDSHAKE_TIMEOUT, Abort, ExternalMapper, SessionDriver
+from ._session import (
+    TLS_HANDSHAKE_TIMEOUT,
+    Abort,
+    ExternalMapper,
+    SessionDriver,
+    session_options,
+)
 from ._streams import Stream
 
 __all__ = ["MINIMUM_AUTOLOGOUT", "Server"]
@@ -57,9 +59,10 @@ class _Slot:
     socket, which stays valid through every change.
     """
 
-    __slots__ = ("closing", "committing", "handle", "sock", "thread")
+    __slots__ = ("closing", "committing", "handle", "number", "sock", "thread")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, number: int) -> None:
+        self.number = number
         self.sock = sock
         self.handle = sock.dup()
         self.thread: threading.Thread | None = None
@@ -150,23 +153,18 @@ class Server:
             max_connections, max_connections_per_address, max_login_penalty=max_login_penalty
         )
         self.read_size = read_size
-        hostname = hostname or socket.gethostname() or "localhost"
-        names = list(mechanisms if mechanisms is not None else authenticator.mechanisms())
-        sasl = server_mechanisms(names, hostname=hostname)
-        if oauth:
-            sasl += [OAuthBearerServer(), XOAuth2Server()]
-        if external is not None:
-            sasl.append(ExternalServer())
-        base = options or ServerOptions()
-        self._options = dataclasses.replace(
-            base,
+        self._options = session_options(
+            authenticator,
+            mechanisms=mechanisms,
+            apop=apop,
+            oauth=oauth,
+            external=external is not None,
+            authorize=authorize,
             hostname=hostname,
-            mechanisms=tuple(base.mechanisms) + tuple(sasl),
-            apop=("CRAM-MD5" in names) if apop is None else apop,
-            authorize=authorize if authorize is not None else base.authorize,
             autologout=autologout,
             login_timeout=login_timeout,
             auth_failure_delay=auth_failure_delay,
+            options=options,
         )
 
         self._listeners: list[tuple[socket.socket, bool]] = []
@@ -178,7 +176,11 @@ class Server:
                 family = socket.getaddrinfo(
                     host, listen_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
                 )[0][0]
-                listener = socket.create_server((host, listen_port), family=family)
+                try:
+                    listener = socket.create_server((host, listen_port), family=family)
+                except OSError as exc:
+                    exc.filename = f"{host}:{listen_port}"  # which one, for the message
+                    raise
                 self._listeners.append((listener, implicit))
                 listener.setblocking(False)
         except BaseException:
@@ -190,6 +192,7 @@ class Server:
         self._slots: set[_Slot] = set()  # every session thread still running
         self._table = SessionTable(self.limits)  # the sessions that count against the limits
         self._accept_thread: threading.Thread | None = None
+        self._count = 0  # sessions so far: each one's number in the log
         self._wake_r, self._wake_w = socket.socketpair()
 
     # ----------------------------------------------------------- lifecycle
@@ -257,8 +260,9 @@ class Server:
             if self._stopping.is_set():
                 sock.close()
                 return
+            self._count += 1
             try:
-                slot = _Slot(sock)
+                slot = _Slot(sock, self._count)
             except OSError as exc:  # no descriptor left for the duplicate
                 logger.warning("refusing %s: %s", peer, exc)
                 sock.close()
@@ -382,6 +386,7 @@ class Server:
                 options=options,
                 started=started,
                 closing=slot.closing,
+                number=slot.number,
             )
             driver.run()
         except (OSError, Abort) as exc:

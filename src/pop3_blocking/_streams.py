@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 __all__ = [
     "Sink",
     "Stream",
+    "cleanup_scope",
     "close_sink",
     "connect",
     "now",
@@ -200,3 +201,8 @@ def close_sink(sink: Sink) -> None:
 def sleep_until_closed(closing: Any, seconds: float) -> None:
     """Wait `seconds`, or less if `closing` (a `threading.Event`) is set meanwhile."""
     closing.wait(seconds)
+
+
+def cleanup_scope(seconds: float) -> contextlib.AbstractContextManager[object]:
+    """Where cleanup runs (closing a maildrop, say): here, plainly (see the anyio twin)."""
+    return contextlib.nullcontext()

@@ -4,6 +4,10 @@ Both servers (`pop3_blocking`'s threaded one and `pop3_anyio`'s) use these
 interfaces and the stores that implement them; the async server calls them in
 worker threads, so every method here may block on file I/O.
 
+`AsyncMailStore` and `AsyncMaildrop` are the same contract with coroutine
+methods, for a store that is natively async; the async server takes either
+(a blocking store's calls go to worker threads).
+
 A `MailStore` opens one user's maildrop for one session and locks it
 exclusively; the returned `Maildrop` answers for that session only and must
 be closed (which releases the lock) however the session ends. Deletions reach
@@ -13,12 +17,14 @@ TRANSACTION.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from pop3core import Credential, MessageInfo
 
 __all__ = [
+    "AsyncMailStore",
+    "AsyncMaildrop",
     "Authenticator",
     "MailStore",
     "Maildrop",
@@ -80,6 +86,31 @@ class MailStore(Protocol):
         `MaildropError` if it cannot be opened.
         """
         ...
+
+
+@runtime_checkable
+class AsyncMaildrop(Protocol):
+    """`Maildrop` for an async store: the same contract, awaited.
+
+    `read` returns an async iterator; a server closes it (``aclose``) when it
+    stops early. `close` must not block the event loop for long: a server
+    calls it shielded from cancellation, for a few seconds at most.
+    """
+
+    async def listing(self) -> Sequence[MessageInfo]: ...
+
+    def read(self, index: int, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]: ...
+
+    async def commit(self, indexes: Sequence[int]) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class AsyncMailStore(Protocol):
+    """`MailStore` for an async store: `open` is a coroutine."""
+
+    async def open(self, username: str) -> AsyncMaildrop: ...
 
 
 @runtime_checkable

@@ -1,4 +1,7 @@
-"""Interop: real POP3 clients fetch from pop3_blocking's server, in every TLS mode they support.
+"""Interop: real POP3 clients fetch from both our servers, in every TLS mode they support.
+
+The threaded server (pop3_blocking) and the async one (pop3_anyio) on asyncio
+and on trio (`tests.server_kinds`), each from the same seeded Maildir.
 
 Each retrieved message must equal what was stored (as CRLF wire bytes) up to the
 documented changes each client makes on delivery:
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from pop3_blocking import MaildirStore, PasswdFileAuthenticator, Server
+from pop3_blocking import MaildirStore, PasswdFileAuthenticator
 from pop3core import ServerOptions
 from tests.interop.mailcorpus import (
     find_id,
@@ -32,6 +35,7 @@ from tests.interop.mailcorpus import (
 )
 from tests.peers import peer
 from tests.server_doubles import Certificates
+from tests.server_kinds import SERVER_KINDS, RunningServer
 
 MESSAGES = [*special_messages(), *small_messages(30), large_message(4 * 1024 * 1024)]
 BY_ID = {m.hid: m for m in MESSAGES}
@@ -50,12 +54,15 @@ def ca_file(certs: Certificates, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return path
 
 
-def start_server(certs: Certificates, home: Path, options: ServerOptions | None = None) -> Server:
+def start_server(
+    kind: str, certs: Certificates, home: Path, options: ServerOptions | None = None
+) -> RunningServer:
     # The real stores: a seeded Maildir (LF-stored files, served as CRLF) and a
     # Dovecot-style passwd-file.
     seed_maildir(home / "alice" / "Maildir", MESSAGES)
     (home / "users").write_text("alice:{PLAIN}secret\n")
-    return Server(
+    return RunningServer(
+        kind,
         MaildirStore(str(home / "{user}" / "Maildir")),
         PasswdFileAuthenticator(home / "users"),
         port=0,
@@ -63,30 +70,36 @@ def start_server(certs: Certificates, home: Path, options: ServerOptions | None 
         ssl_context=certs.server_context(),
         auth_failure_delay=0,
         options=options,
-    ).start()
+    )
 
 
-@pytest.fixture(scope="module")
-def server(certs: Certificates, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=SERVER_KINDS)
+def server(
+    certs: Certificates, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[RunningServer]:
     """The default server, which does not offer UTF8 (RFC 6856): every message as stored.
 
     None of these clients speaks UTF8; offered it, the server refuses them the
     message with raw UTF-8 header fields (`test_utf8_headers_need_utf8_mode`).
     """
-    server = start_server(certs, tmp_path_factory.mktemp("mail"))
+    server = start_server(request.param, certs, tmp_path_factory.mktemp("mail"))
     yield server
     server.shutdown()
 
 
-@pytest.fixture(scope="module")
-def utf8_server(certs: Certificates, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=SERVER_KINDS)
+def utf8_server(
+    certs: Certificates, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[RunningServer]:
     """A server that offers UTF8."""
-    server = start_server(certs, tmp_path_factory.mktemp("mail"), ServerOptions(utf8=True))
+    server = start_server(
+        request.param, certs, tmp_path_factory.mktemp("mail"), ServerOptions(utf8=True)
+    )
     yield server
     server.shutdown()
 
 
-def port_for(server: Server, mode: str) -> int:
+def port_for(server: RunningServer, mode: str) -> int:
     port = server.tls_port if mode == "implicit" else server.port
     assert port is not None
     return port
@@ -134,7 +147,7 @@ def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.Comple
     return subprocess.run(args, capture_output=True, text=True, timeout=300, check=False, env=env)
 
 
-def fetch_with_curl(server: Server, mode: str, out: Path, ca_file: Path) -> list[Path]:
+def fetch_with_curl(server: RunningServer, mode: str, out: Path, ca_file: Path) -> list[Path]:
     curl = peer("curl")
     scheme = "pop3s" if mode == "implicit" else "pop3"
     url = f"{scheme}://127.0.0.1:{port_for(server, mode)}"
@@ -157,7 +170,7 @@ def deliver_script(directory: Path) -> Path:
     return script
 
 
-def fetch_with_fetchmail(server: Server, mode: str, out: Path, ca_file: Path) -> list[Path]:
+def fetch_with_fetchmail(server: RunningServer, mode: str, out: Path, ca_file: Path) -> list[Path]:
     fetchmail = peer("fetchmail")
     work = out / "work"
     mail = out / "mail"
@@ -190,7 +203,7 @@ def fetch_with_fetchmail(server: Server, mode: str, out: Path, ca_file: Path) ->
     return sorted(mail.iterdir())
 
 
-def fetch_with_mpop(server: Server, mode: str, out: Path, ca_file: Path) -> list[Path]:
+def fetch_with_mpop(server: RunningServer, mode: str, out: Path, ca_file: Path) -> list[Path]:
     mpop = peer("mpop")
     work = out / "work"
     maildir = work / "maildir"
@@ -213,7 +226,7 @@ def fetch_with_mpop(server: Server, mode: str, out: Path, ca_file: Path) -> list
     return sorted([*(maildir / "new").iterdir(), *(maildir / "cur").iterdir()])
 
 
-def fetch_with_poplib(server: Server, mode: str, out: Path, ca_file: Path) -> list[Path]:
+def fetch_with_poplib(server: RunningServer, mode: str, out: Path, ca_file: Path) -> list[Path]:
     import ssl
 
     context = ssl.create_default_context(cafile=str(ca_file))
@@ -236,7 +249,7 @@ def fetch_with_poplib(server: Server, mode: str, out: Path, ca_file: Path) -> li
     return files
 
 
-CLIENTS: dict[str, Callable[[Server, str, Path, Path], list[Path]]] = {
+CLIENTS: dict[str, Callable[[RunningServer, str, Path, Path], list[Path]]] = {
     "curl": fetch_with_curl,
     "fetchmail": fetch_with_fetchmail,
     "mpop": fetch_with_mpop,
@@ -247,7 +260,7 @@ CLIENTS: dict[str, Callable[[Server, str, Path, Path], list[Path]]] = {
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("client", sorted(CLIENTS))
 def test_client_fetches_everything(
-    server: Server, ca_file: Path, tmp_path: Path, client: str, mode: str
+    server: RunningServer, ca_file: Path, tmp_path: Path, client: str, mode: str
 ) -> None:
     files = CLIENTS[client](server, mode, tmp_path, ca_file)
     assert len(files) == len(MESSAGES)
@@ -255,7 +268,7 @@ def test_client_fetches_everything(
 
 
 @pytest.mark.parametrize("mode", ["none", "implicit"])
-def test_utf8_headers_need_utf8_mode(utf8_server: Server, ca_file: Path, mode: str) -> None:
+def test_utf8_headers_need_utf8_mode(utf8_server: RunningServer, ca_file: Path, mode: str) -> None:
     """stdlib poplib gets -ERR [UTF8] for raw UTF-8 header fields, the message after UTF8."""
     import ssl
 

@@ -1,9 +1,12 @@
-"""The blocking server against hostile clients: nobody starves the service.
+"""Both servers against hostile clients: nobody starves the service.
 
 Idle floods, clients that never log in, drip-fed commands, stalled TLS
 handshakes, password guessing, log injection, and QUIT racing shutdown. Every
 case is bounded in time (short limits, client sockets with timeouts) and in
-resources (a few hundred sockets at most).
+resources (a few hundred sockets at most). The tests that take a `make_server`
+run against the threaded server and the async one on asyncio and on trio
+(`tests.server_kinds`); the shutdown races are the threaded server's (the async
+server's shutdown has its own tests in tests/anyio/test_server.py).
 """
 
 from __future__ import annotations
@@ -24,27 +27,31 @@ import pop3core as p
 from pop3_blocking import Client, MemoryAuthenticator, Server
 from pop3_stores import Maildrop
 from tests.server_doubles import Certificates, DictMaildrop, DictStore
+from tests.server_kinds import SERVER_KINDS, RunningServer
 
 MAIL = {"alice": [b"Subject: hi\n\nhello\n"], "bob": [b"Subject: one\n\n1\n"] * 2}
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 
-ServerFactory = Callable[..., Server]
+ServerFactory = Callable[..., RunningServer]
 
 
-@pytest.fixture
-def make_server(certs: Certificates) -> Iterator[ServerFactory]:
-    servers: list[Server] = []
+@pytest.fixture(params=SERVER_KINDS)
+def make_server(certs: Certificates, request: pytest.FixtureRequest) -> Iterator[ServerFactory]:
+    servers: list[RunningServer] = []
 
-    def make(**kwargs: Any) -> Server:
+    def make(**kwargs: Any) -> RunningServer:
         kwargs.setdefault("auth_failure_delay", 0)
-        server = Server(
+        if request.param != "threads":
+            kwargs.setdefault("max_connections", 1000)  # the threaded server's default
+        server = RunningServer(
+            request.param,
             kwargs.pop("store", None) or DictStore(MAIL),
             kwargs.pop("authenticator", None) or MemoryAuthenticator(USERS),
             port=0,
             tls_port=0,
             ssl_context=certs.server_context(),
             **kwargs,
-        ).start()
+        )
         servers.append(server)
         return server
 
@@ -53,13 +60,13 @@ def make_server(certs: Certificates) -> Iterator[ServerFactory]:
         server.shutdown()
 
 
-def port_for(server: Server, mode: str) -> int:
+def port_for(server: RunningServer, mode: str) -> int:
     port = server.tls_port if mode == "implicit" else server.port
     assert port is not None
     return port
 
 
-def fetch(server: Server, certs: Certificates, mode: str) -> float:
+def fetch(server: RunningServer, certs: Certificates, mode: str) -> float:
     """Log in as alice and fetch her mail; the seconds it took."""
     started = time.monotonic()
     with Client(
@@ -211,7 +218,7 @@ def test_failed_logins_are_logged_delayed_and_limited(
     make_server: ServerFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = make_server(auth_failure_delay=0.2)
-    caplog.set_level(logging.WARNING, logger="pop3_blocking.server")
+    caplog.set_level(logging.WARNING, logger=server.logger_name)
     with (
         socket.create_connection(("127.0.0.1", port_for(server, "none")), timeout=5) as sock,
         sock.makefile("rb") as reader,
@@ -258,7 +265,7 @@ def test_a_user_name_cannot_forge_a_log_line(
     make_server: ServerFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = make_server()
-    caplog.set_level(logging.WARNING, logger="pop3_blocking.server")
+    caplog.set_level(logging.WARNING, logger=server.logger_name)
     forged = 'x"\nlogin failed: address=6.6.6.6 port=1 user="\u2028'
     with (
         socket.create_connection(("127.0.0.1", port_for(server, "none")), timeout=5) as sock,
@@ -390,4 +397,8 @@ def test_shutdown_does_not_wait_for_idle_sessions(
         assert time.monotonic() - started < 1
         with pytest.raises((p.RemoteProtocolError, OSError)):
             client.stat()
-    assert not [s for s in server._slots if s.thread is not None and s.thread.is_alive()]
+    if server.kind == "threads":
+        slots = server.server._slots
+        assert not [s for s in slots if s.thread is not None and s.thread.is_alive()]
+    else:
+        assert server.server.sessions == 0
