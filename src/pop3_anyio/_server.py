@@ -53,11 +53,12 @@ logger = logging.getLogger("pop3_anyio.server")
 
 T = TypeVar("T")
 
-# Descriptors kept for the listeners, the worker threads' files and the host
-# program; the rest is shared by the sessions, at most two each (the socket and
-# a maildrop's lock; a message being read holds a third for a moment).
+# Descriptors kept out of the sessions' count: the listeners, the host program,
+# and the maildrops of logged-in sessions (a lock each, a message file while one
+# is read). A session not logged in holds one, its socket: the count must run
+# out before the descriptors do, or a flood of those would never be evicted.
 _RESERVED_DESCRIPTORS = 64
-_DESCRIPTORS_PER_SESSION = 2
+_RESERVED_SHARE = 8  # and 1/8 of the limit
 # Sessions held at most unless told otherwise (and the descriptors allow it).
 DEFAULT_MAX_CONNECTIONS = 10_000
 # A refusal (``-ERR [SYS/TEMP]``) to a client that does not read gives up after this.
@@ -73,7 +74,8 @@ def _descriptor_bound(wanted: int) -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return wanted
-    return max(1, min(wanted, (soft - _RESERVED_DESCRIPTORS) // _DESCRIPTORS_PER_SESSION))
+    reserved = max(_RESERVED_DESCRIPTORS, soft // _RESERVED_SHARE)
+    return max(1, min(wanted, soft - reserved))
 
 
 class _Slot:
@@ -119,9 +121,9 @@ class Server:
     refused without TLS except from loopback; ``login_timeout`` to log in,
     ``autologout`` of silence after it; a failed login answered after
     ``auth_failure_delay``, doubled per recent failure from the address up to
-    ``max_login_penalty``; at most ``max_connections`` sessions (fewer if the
-    process may not open two descriptors for each; by default 10,000, or as
-    many as the descriptor limit allows) and
+    ``max_login_penalty``; at most ``max_connections`` sessions (by default
+    10,000; fewer when the process's descriptor limit is lower, keeping an
+    eighth of it for maildrops) and
     ``max_connections_per_address``, making room by closing the oldest session
     that has not logged in.
 
