@@ -51,13 +51,13 @@ class RunningServer:
         return port
 
     def shutdown(self, timeout: float = 10.0, grace: float = 0.0) -> None:
-        """Stop: sessions are closed after `grace` seconds (the async server only);
-        commits under way get `timeout` seconds (the threaded server cuts them then)."""
+        """Stop: sessions may finish for `grace` seconds, then are closed; commits
+        under way get `timeout` seconds (the threaded server cuts them then)."""
         if self._stopped:
             return
         self._stopped = True
         if self.kind == "threads":
-            self.server.shutdown(timeout)
+            self.server.shutdown(timeout, grace)
             return
         try:
             self.portal.call(self.server.shutdown, grace, timeout)

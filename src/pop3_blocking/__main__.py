@@ -34,6 +34,9 @@ from ._client import Client
 from ._server import Server
 from .poplib import POP3
 
+# How long sessions may go on after Ctrl-C or SIGTERM before they are closed.
+SHUTDOWN_GRACE = 10.0
+
 DEMO_MAIL = [
     b"From: bob@example.org\nTo: alice@example.org\nSubject: hello\n\nHi Alice,\n"
     b".this line starts with a dot: POP3 stuffs it on the wire.\n",
@@ -93,6 +96,8 @@ def serve(setup: ServeSetup) -> int:
     signal.signal(signal.SIGTERM, stop)
     with server:
         stopped.wait()
+        print("shutting down", flush=True)
+        server.shutdown(grace=SHUTDOWN_GRACE)
     print("shut down", flush=True)
     return 0
 

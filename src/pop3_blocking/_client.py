@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections import deque
-from collections.abc import Generator, Iterator, Callable, Iterable, Sequence
+from collections.abc import Generator, Callable, Iterable, Sequence
 from time import monotonic
 from types import TracebackType
 from typing import Literal, overload
@@ -904,7 +904,12 @@ class Client:
                 octets += len(chunk)
             return octets
 
-    def iter_retr(self, which: int, *, max_size: int | None = None) -> Iterator[bytes]:
+    def iter_retr(
+        self,
+        which: int,
+        *,
+        max_size: int | None = None,
+    ) -> Generator[bytes, None, None]:
         """Message `which` as chunks, as they arrive; RETR is sent at the first ``next``.
 
         Until the iterator is exhausted or closed, other commands raise
@@ -917,7 +922,7 @@ class Client:
 
     def iter_top(
         self, which: int, lines: int, *, max_size: int | None = None
-    ) -> Iterator[bytes]:
+    ) -> Generator[bytes, None, None]:
         """`top` as chunks, as they arrive; see `iter_retr`."""
         _check_max_size(max_size)
         return self._stream_body(Top(which, lines), max_size)
@@ -1007,7 +1012,7 @@ class Client:
 
     def retr_many(
         self, numbers: Iterable[int], *, max_size: int | None = None
-    ) -> Iterator[tuple[int, bytes]]:
+    ) -> Generator[tuple[int, bytes], None, None]:
         """Yield ``(number, message)`` for each of `numbers`, pipelined when possible.
 
         A message the server refuses raises its `ResponseError` (after the

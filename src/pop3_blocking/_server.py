@@ -188,6 +188,8 @@ class Server:
                 listener.close()
             raise
         self._stopping = threading.Event()
+        self._draining = threading.Event()  # no new sessions; the running ones go on
+        self._shut_down = False
         self._lock = threading.Lock()  # guards _slots, _table and the slots' committing
         self._slots: set[_Slot] = set()  # every session thread still running
         self._table = SessionTable(self.limits)  # the sessions that count against the limits
@@ -231,7 +233,7 @@ class Server:
             for listener, implicit in self._listeners:
                 selector.register(listener, selectors.EVENT_READ, implicit)
             selector.register(self._wake_r, selectors.EVENT_READ, None)
-            while not self._stopping.is_set():
+            while not (self._stopping.is_set() or self._draining.is_set()):
                 for key, _ in selector.select():
                     if key.data is None:
                         continue  # woken up by shutdown
@@ -242,7 +244,7 @@ class Server:
                     except (BlockingIOError, InterruptedError):
                         continue
                     except OSError as exc:
-                        if self._stopping.is_set():
+                        if self._stopping.is_set() or self._draining.is_set():
                             break
                         # Out of descriptors or memory, or a connection reset before
                         # it was accepted: pause, and keep serving once it passes.
@@ -257,7 +259,7 @@ class Server:
         # terminator, a status line) until the client's delayed ACK, ~40 ms.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
-            if self._stopping.is_set():
+            if self._stopping.is_set() or self._draining.is_set():
                 sock.close()
                 return
             self._count += 1
@@ -310,12 +312,20 @@ class Server:
         finally:
             sock.close()
 
-    def shutdown(self, timeout: float = 10.0) -> None:
+    def shutdown(self, timeout: float = 10.0, grace: float = 0.0) -> None:
         """Stop accepting, end every session without UPDATE, and wait for them.
 
-        A session whose UPDATE has begun is left to finish it and send its
-        reply, for up to `timeout` seconds; then it is cut too.
+        With a `grace` period, sessions first go on as usual for up to that
+        many seconds (a client may finish and QUIT, and that QUIT commits).
+        Then a session whose UPDATE has begun is left to finish it and send
+        its reply, for up to `timeout` seconds; the others are cut at once,
+        and that one too when the time is up. Idempotent.
         """
+        if self._shut_down:
+            return
+        self._shut_down = True
+        if grace > 0:
+            self._drain(grace)
         with self._lock:
             # Under the lock: a session either began its UPDATE before this, or
             # will see `_stopping` and never begin it.
@@ -343,6 +353,27 @@ class Server:
                 slot.thread.join(1.0)
         self._wake_r.close()
         self._wake_w.close()
+
+    def _drain(self, grace: float) -> None:
+        """Stop accepting; wait up to `grace` seconds for the sessions to end by themselves."""
+        self._draining.set()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        if (
+            self._accept_thread is not None
+            and self._accept_thread is not threading.current_thread()
+        ):
+            self._accept_thread.join(grace)
+        for listener, _ in self._listeners:
+            listener.close()
+        with self._lock:
+            slots = list(self._slots)
+        if slots:
+            logger.info("shutting down: %d session(s) have %.1f s to end", len(slots), grace)
+        deadline = time.monotonic() + grace
+        for slot in slots:
+            if slot.thread is not None:
+                slot.thread.join(max(0.0, deadline - time.monotonic()))
 
     def __enter__(self) -> Server:
         return self.start()
