@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from time import monotonic
 from types import TracebackType
 from typing import Literal, overload
@@ -221,14 +221,17 @@ class Client:
     connection is closed. So does any other exception that escapes while a
     reply is still being read (a file's ``write`` fails, ``KeyboardInterrupt``,
     a cancellation): the rest of the reply is not waited for. A command
-    cancelled before anything of it was sent leaves the connection as it was.
+    cancelled from outside (a cancel scope, ``move_on_after``) closes the
+    connection too, whatever it was doing: the client is never left out of
+    step with the server.
 
     An iterator over a reply (`iter_retr`, `iter_top`, `retr_many`) holds the
     connection while it is open: another command raises
     `pop3core.LocalProtocolError` before anything is sent, and so does leaving
-    the ``with`` block normally (without QUIT: nothing is deleted). Closing
-    the iterator early, or dropping it, leaves the rest of its replies unread;
-    the next command reads and discards them first.
+    the ``with`` block normally (without QUIT: nothing is deleted). Close an
+    iterator you stop early (``contextlib.aclosing``, or its ``aclose()``);
+    that leaves the rest of its replies unread, and the next command reads
+    and discards them first.
 
     A message body is bounded too. The server's own size, from the RETR
     reply (``+OK 320 octets``) or else from a LIST of this session (kept for
@@ -322,9 +325,12 @@ class Client:
         """Connect, read the greeting and, for ``tls="starttls"``, upgrade; return self.
 
         Called by ``async with``; calling it again does nothing. If it fails,
-        the connection is closed.
+        the connection is closed, and so is the client (`LocalProtocolError`
+        if opened again: make a new one).
         """
-        if self._stream is not None or self._closed:
+        if self._closed:
+            raise LocalProtocolError("the connection is closed")
+        if self._stream is not None:
             return self
         implicit = self.tls_mode == "implicit"
         stream = await connect(
@@ -635,13 +641,19 @@ class Client:
                     received += len(event.data)
                     if received > limit:
                         raise await self._too_long(command, limit, allowed)
-                    yield bytes(event.data)
+                    # The caller's time with the chunk is not the server's.
+                    self._timer.pause(monotonic())
+                    try:
+                        yield bytes(event.data)
+                    finally:
+                        self._timer.resume(monotonic())
 
     # ----------------------------------------------------------- session
 
     @property
     def tls_active(self) -> bool:
-        return self._conn.tls_active
+        """Whether the connection is encrypted now (False before it is open)."""
+        return self._stream is not None and self._conn.tls_active
 
     @property
     def state(self) -> str:
@@ -902,7 +914,12 @@ class Client:
                 octets += len(chunk)
             return octets
 
-    def iter_retr(self, which: int, *, max_size: int | None = None) -> AsyncIterator[bytes]:
+    def iter_retr(
+        self,
+        which: int,
+        *,
+        max_size: int | None = None,
+    ) -> AsyncGenerator[bytes, None]:
         """Message `which` as chunks, as they arrive; RETR is sent at the first ``next``.
 
         Until the iterator is exhausted or closed, other commands raise
@@ -915,7 +932,7 @@ class Client:
 
     def iter_top(
         self, which: int, lines: int, *, max_size: int | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """`top` as chunks, as they arrive; see `iter_retr`."""
         _check_max_size(max_size)
         return self._stream_body(Top(which, lines), max_size)
@@ -987,7 +1004,11 @@ class Client:
                         in_flight -= octets
                         if not outstanding:
                             await self._check_ended(command)
-                    yield command, event
+                    self._timer.pause(monotonic())  # the caller's time is not the server's
+                    try:
+                        yield command, event
+                    finally:
+                        self._timer.resume(monotonic())
                     if finished:
                         await fill(window)
 
@@ -1005,7 +1026,7 @@ class Client:
 
     async def retr_many(
         self, numbers: Iterable[int], *, max_size: int | None = None
-    ) -> AsyncIterator[tuple[int, bytes]]:
+    ) -> AsyncGenerator[tuple[int, bytes], None]:
         """Yield ``(number, message)`` for each of `numbers`, pipelined when possible.
 
         A message the server refuses raises its `ResponseError` (after the

@@ -19,11 +19,11 @@ from collections.abc import Callable, Hashable, Sequence
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
+import anyio
 import anyio.abc
 import anyio.to_thread
 from anyio.abc import SocketAttribute
 
-import anyio
 from pop3_stores import AsyncMailStore, Authenticator, MailStore
 from pop3core import (
     MINIMUM_AUTOLOGOUT,

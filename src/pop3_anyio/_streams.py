@@ -16,11 +16,10 @@ import ssl
 from collections.abc import Sequence
 from typing import Any, BinaryIO, Protocol
 
+import anyio
 import anyio.abc
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSAttribute, TLSStream
-
-import anyio
 
 __all__ = [
     "AsyncWriter",
@@ -45,8 +44,10 @@ Sink = BinaryIO | AsyncWriter
 """Where a fetched message may be written: a binary file, or an async writer."""
 
 # A look for bytes that may have arrived waits this long at most: on TLS, bytes
-# in the socket may be protocol records only (a session ticket), with no data.
-_READY_WAIT = 0.05
+# in the socket may be protocol records only (TLS 1.3 session tickets, right
+# after every handshake), with no data; the look then costs this much, once.
+# Whole records that are there decrypt at once, so a short wait misses nothing.
+_READY_WAIT = 0.005
 # Closing a TLS stream says goodbye to the peer: never wait long for that.
 _CLOSE_WAIT = 1.0
 _poll = getattr(select, "poll", None)
@@ -87,9 +88,10 @@ class Stream:
 
         A read that would wait longer than `timeout` raises `TimeoutError`. One
         that cannot wait at all (the socket has bytes, an EOF or an error for
-        it) needs no deadline, so it is done without a cancel scope: entering
-        and leaving one for every read cost asyncio more than the read itself
-        (a 64 MiB RETR made of 256 KiB reads went 25 % slower).
+        it) needs no deadline, so it is done without a cancel scope: one per
+        256 KiB read cost the asyncio client about 55 % more CPU on a 64 MiB
+        RETR of base64, 12 % on prose (trio: no measurable difference); see
+        benchmarks/README.md.
         """
         try:
             if timeout is None or (timeout > 0 and self._readable_now()):

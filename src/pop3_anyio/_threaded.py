@@ -13,9 +13,9 @@ import inspect
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
+import anyio
 import anyio.to_thread
 
-import anyio
 from pop3_stores import AsyncMaildrop, AsyncMailStore, Maildrop, MailStore
 from pop3core import MessageInfo
 

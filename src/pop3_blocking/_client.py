@@ -223,14 +223,17 @@ class Client:
     connection is closed. So does any other exception that escapes while a
     reply is still being read (a file's ``write`` fails, ``KeyboardInterrupt``,
     a cancellation): the rest of the reply is not waited for. A command
-    cancelled before anything of it was sent leaves the connection as it was.
+    cancelled from outside (a cancel scope, ``move_on_after``) closes the
+    connection too, whatever it was doing: the client is never left out of
+    step with the server.
 
     An iterator over a reply (`iter_retr`, `iter_top`, `retr_many`) holds the
     connection while it is open: another command raises
     `pop3core.LocalProtocolError` before anything is sent, and so does leaving
-    the ``with`` block normally (without QUIT: nothing is deleted). Closing
-    the iterator early, or dropping it, leaves the rest of its replies unread;
-    the next command reads and discards them first.
+    the ``with`` block normally (without QUIT: nothing is deleted). Close an
+    iterator you stop early (``contextlib.closing``, or its ``close()``);
+    that leaves the rest of its replies unread, and the next command reads
+    and discards them first.
 
     A message body is bounded too. The server's own size, from the RETR
     reply (``+OK 320 octets``) or else from a LIST of this session (kept for
@@ -324,9 +327,12 @@ class Client:
         """Connect, read the greeting and, for ``tls="starttls"``, upgrade; return self.
 
         Called by ``with``; calling it again does nothing. If it fails,
-        the connection is closed.
+        the connection is closed, and so is the client (`LocalProtocolError`
+        if opened again: make a new one).
         """
-        if self._stream is not None or self._closed:
+        if self._closed:
+            raise LocalProtocolError("the connection is closed")
+        if self._stream is not None:
             return self
         implicit = self.tls_mode == "implicit"
         stream = connect(
@@ -637,13 +643,19 @@ class Client:
                     received += len(event.data)
                     if received > limit:
                         raise self._too_long(command, limit, allowed)
-                    yield bytes(event.data)
+                    # The caller's time with the chunk is not the server's.
+                    self._timer.pause(monotonic())
+                    try:
+                        yield bytes(event.data)
+                    finally:
+                        self._timer.resume(monotonic())
 
     # ----------------------------------------------------------- session
 
     @property
     def tls_active(self) -> bool:
-        return self._conn.tls_active
+        """Whether the connection is encrypted now (False before it is open)."""
+        return self._stream is not None and self._conn.tls_active
 
     @property
     def state(self) -> str:
@@ -994,7 +1006,11 @@ class Client:
                         in_flight -= octets
                         if not outstanding:
                             self._check_ended(command)
-                    yield command, event
+                    self._timer.pause(monotonic())  # the caller's time is not the server's
+                    try:
+                        yield command, event
+                    finally:
+                        self._timer.resume(monotonic())
                     if finished:
                         fill(window)
 

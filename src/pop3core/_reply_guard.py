@@ -46,6 +46,8 @@ class ReplyTimer:
     Use: `start` when a reply becomes owed, `received` after each read,
     `stop` when none is owed any more; before each blocking read, `wait_limit`
     says how long the read may wait (and raises if the time is already up).
+    Time the caller spends with a chunk in hand (between `pause` and `resume`)
+    is not the server's and does not count, for the pace or the deadline.
     """
 
     __slots__ = (
@@ -53,6 +55,7 @@ class ReplyTimer:
         "_deadline_at",
         "_first",
         "_in_window",
+        "_paused_at",
         "_span",
         "deadline",
         "low_speed",
@@ -77,6 +80,7 @@ class ReplyTimer:
         # [time of the bucket's last octet, octets]; oldest first
         self._buckets: deque[list[float]] = deque()
         self._in_window = 0
+        self._paused_at: float | None = None
 
     @property
     def active(self) -> bool:
@@ -85,6 +89,7 @@ class ReplyTimer:
 
     def start(self, now: float) -> None:
         """A reply is owed from `now`: time it afresh."""
+        self._paused_at = None
         self._first = None
         self._buckets.clear()
         self._in_window = 0
@@ -92,10 +97,29 @@ class ReplyTimer:
 
     def stop(self) -> None:
         """No reply is owed any more."""
+        self._paused_at = None
         self._first = None
         self._deadline_at = None
         self._buckets.clear()
         self._in_window = 0
+
+    def pause(self, now: float) -> None:
+        """From `now`, the caller has the reply's data in hand: the clock stops."""
+        if self._paused_at is None:
+            self._paused_at = now
+
+    def resume(self, now: float) -> None:
+        """The caller is reading again: what passed since `pause` is not counted."""
+        paused_at, self._paused_at = self._paused_at, None
+        if paused_at is None or now <= paused_at:
+            return
+        gap = now - paused_at
+        if self._first is not None:
+            self._first += gap
+        for bucket in self._buckets:
+            bucket[0] += gap
+        if self._deadline_at is not None:
+            self._deadline_at += gap
 
     def received(self, octets: int, now: float) -> None:
         """`octets` arrived at `now`."""

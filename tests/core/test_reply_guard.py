@@ -72,6 +72,40 @@ def test_the_deadline_counts_from_start() -> None:
     assert timer.wait_limit(100.0) is None
 
 
+def test_the_callers_time_with_a_chunk_does_not_count() -> None:
+    """Between pause and resume the consumer works: neither pace nor deadline run."""
+    timer = p.ReplyTimer((100, 10.0), deadline=30.0)
+    timer.start(0.0)
+    timer.received(1000, 1.0)
+    timer.pause(2.0)
+    timer.pause(5.0)  # a second pause does not move the first
+    timer.resume(102.0)  # 100 s with a chunk in hand
+    # As if it were t=2 again: 9 s left in the window, 28 s to the deadline.
+    assert timer.wait_limit(102.0) == pytest.approx(9.0)
+    timer.received(1000, 110.0)
+    assert timer.wait_limit(110.0) == pytest.approx(10.0)
+    with pytest.raises(p.ReplyTimeout, match="within 30 seconds"):
+        timer.wait_limit(130.0)
+    timer.resume(140.0)  # without a pause: nothing moves
+    with pytest.raises(p.ReplyTimeout):
+        timer.wait_limit(130.0)
+
+
+def test_start_and_stop_forget_a_pause() -> None:
+    timer = p.ReplyTimer((100, 10.0))
+    timer.start(0.0)
+    timer.pause(1.0)
+    timer.start(2.0)  # the next reply: its own clock
+    timer.received(1, 3.0)
+    timer.resume(50.0)  # nothing was paused any more
+    with pytest.raises(p.ReplyTimeout):
+        timer.wait_limit(50.0)
+    timer.pause(60.0)
+    timer.stop()
+    timer.resume(100.0)
+    assert not timer.active
+
+
 def test_the_nearer_limit_wins() -> None:
     timer = p.ReplyTimer((100, 10.0), deadline=3.0)
     timer.start(0.0)
